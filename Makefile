@@ -1,0 +1,34 @@
+# The course's two commands: `make lab` (set up and open the notebooks) and `make test` (what CI runs).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Reduced mode for `make lab` when no NVIDIA GPU is visible; override with `make lab TLH_REDUCED=0`.
+TLH_REDUCED ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 0 || echo 1)
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: lab test lint unit notebooks results api clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[course,dev]'
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	@echo "Mode: TLH_REDUCED=$(TLH_REDUCED) (1 = reduced, offline, CPU-sized; 0 = full datasets and GPU)."
+	TLH_REDUCED=$(TLH_REDUCED) $(BIN)/jupyter lab --no-browser --ServerApp.root_dir=notebooks $(LAB_ARGS)
+
+test: $(STAMP)
+	@$(MAKE) --no-print-directory lint unit notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	TLH_REDUCED=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+notebooks: $(STAMP)
+	TLH_REDUCED=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,135 @@
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from tlhelpers.checkpoint import CheckpointError
+from tlhelpers.engine import History, StepOutput, classification_step, evaluate, fit, predict, train_mode
+from tlhelpers.runtime import seed_everything
+
+
+def _data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return TensorDataset(x, y)
+
+
+def _model():
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
+
+
+def _run(tmp_path=None, num_epochs=4, crash_at=None, resume=True):
+    seed_everything(0)
+    model = _model()
+    loader = DataLoader(_data(), batch_size=16, shuffle=True)
+
+    def step(m, batch, state):
+        if crash_at is not None and state.step == crash_at:
+            raise KeyboardInterrupt("runtime disconnected")
+        return classification_step(m, batch, state)
+
+    ckpt = tmp_path / "run.pt" if tmp_path is not None else None
+    hist = fit(model, loader, num_epochs, lr=1e-2, val_loader=DataLoader(_data(32, 1), batch_size=16),
+               step_fn=step, checkpoint_path=ckpt, resume=resume, progress=False)
+    return model, hist
+
+
+def test_fit_learns_and_records_history():
+    model, hist = _run()
+    assert len(hist) == 4 and hist["epoch"] == [1, 2, 3, 4]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"} <= set(hist.keys)
+    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    assert hist["val_acc"][-1] >= 0.75  # chance is about 0.5
+    # the recorded val metrics are what evaluate() computes on the final model
+    ev = evaluate(model, DataLoader(_data(32, 1), batch_size=16))
+    assert ev["acc"] == pytest.approx(hist["val_acc"][-1])
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path):
+    ref_model, ref_hist = _run()
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, crash_at=6 * 2 + 3)  # 6 batches/epoch: dies inside epoch 3
+    model, hist = _run(tmp_path)  # same call again resumes after epoch 2
+    for key in ("train_loss", "val_acc"):
+        assert hist[key] == pytest.approx(ref_hist[key], abs=1e-6)
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+def test_resume_false_starts_over(tmp_path):
+    _run(tmp_path, num_epochs=2)
+    _, hist = _run(tmp_path, num_epochs=2, resume=False)
+    assert len(hist) == 2
+
+
+def test_truncated_checkpoint_is_reported(tmp_path):
+    _run(tmp_path, num_epochs=1)
+    path = tmp_path / "run.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="resume=False"):
+        _run(tmp_path, num_epochs=2)
+
+
+def test_frozen_batchnorm_stays_in_eval_mode_and_keeps_stats():
+    model = _model()
+    for p in model[1].parameters():
+        p.requires_grad_(False)
+    before = model[1].running_mean.clone()
+    train_mode(model)
+    assert model.training and not model[1].training
+    fit(model, DataLoader(_data(), batch_size=16), 1, progress=False)
+    assert torch.equal(model[1].running_mean, before)
+
+
+def test_grad_clip_bounds_the_update():
+    seed_everything(0)
+    model = nn.Linear(8, 2)
+    before = nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    x, y = _data(16)[:]
+    loader = [(x * 1000, y)]
+    fit(model, loader, 1, optimizer=torch.optim.SGD(model.parameters(), lr=1.0), grad_clip=1e-3, progress=False)
+    after = nn.utils.parameters_to_vector(model.parameters()).detach()
+    # with lr=1, the SGD step is the clipped gradient itself: its norm is the clip value
+    assert (after - before).norm().item() == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_custom_step_metrics_and_scheduler():
+    from functools import partial
+
+    from tlhelpers.schedules import warmup_cosine
+
+    def step(m, batch, state):
+        out = classification_step(m, batch, state)
+        return StepOutput(out.loss, metrics={"progress": state.progress})
+
+    hist = fit(_model(), DataLoader(_data(), batch_size=16), 2, step_fn=step,
+               scheduler=partial(warmup_cosine, warmup_steps=2), progress=False)
+    assert "train_acc" not in hist.keys  # no logits returned, no accuracy invented
+    assert hist["progress"][0] < hist["progress"][1] <= 1.0
+    assert hist["lr"][-1] < 1e-4
+
+
+def test_amp_is_off_on_cpu_and_predict_shapes():
+    model = _model()
+    logits, labels = predict(model, DataLoader(_data(20), batch_size=8), device="cpu", amp=True)
+    assert logits.shape == (20, 2) and logits.dtype == torch.float32 and labels.shape == (20,)
+
+
+def test_bad_input():
+    model = _model()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(model, DataLoader(_data(), batch_size=16), 1, progress=False)
+    with pytest.raises(ValueError, match="num_epochs"):
+        fit(_model(), DataLoader(_data(), batch_size=16), 0, progress=False)
+
+
+def test_history_roundtrip_and_plot():
+    h = History([{"epoch": 1, "train_loss": 1.0, "val_acc": 0.5}, {"epoch": 2, "train_loss": 0.5, "val_acc": 0.7}])
+    assert History.from_dict(h.to_dict()).records == h.records
+    with pytest.raises(KeyError, match="available"):
+        h["nope"]
+    fig = h.plot(label="run")
+    assert len(fig.axes) == 2 and fig.axes[1].lines[0].get_ydata().tolist() == [0.5, 0.7]

@@ -1,0 +1,64 @@
+"""Checkpoints that survive a Colab disconnect: atomic writes, safe loads.
+
+A checkpoint is a plain dict of tensors, numbers, strings and lists, so it loads with
+``torch.load(..., weights_only=True)``: no pickled code ever runs from a downloaded or shared file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, corrupt, or not a checkpoint)."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    A crash or disconnect mid-write leaves the previous file intact, never a half-written one.
+
+    Args:
+        obj: anything ``torch.save`` accepts (keep it to tensors and plain containers).
+        path: destination file; parent folders are created.
+
+    Returns:
+        The destination path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def safe_load(path: str | Path, map_location: str | torch.device | None = "cpu") -> Any:
+    """Load a file written by :func:`atomic_save` with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        CheckpointError: if the file is truncated or not a checkpoint, with the fix in the message.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}; train first or check the path.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, zipfile errors
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({type(exc).__name__}: truncated or corrupt); "
+            "delete it to start over, or pass resume=False."
+        ) from None

@@ -1,0 +1,397 @@
+"""The course's training loop: ``fit``, ``evaluate``, ``predict`` and the ``History`` they return.
+
+One loop serves every chapter. A chapter with a different objective (DANN, MMD) passes its own
+``step_fn`` and keeps progress bars, AMP, clipping, schedules and checkpoints for free.
+
+Example:
+    >>> history = fit(model, train_loader, num_epochs=3, lr=1e-3, val_loader=val_loader)
+    >>> history["val_acc"][-1]
+    >>> fig = history.plot()
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from tqdm.auto import tqdm
+
+from tlhelpers.checkpoint import atomic_save, safe_load
+from tlhelpers.runtime import autocast, get_device, make_grad_scaler
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; passed to ``step_fn`` so schedules can use planned progress."""
+
+    step: int
+    total_steps: int
+    epoch: int
+
+    @property
+    def progress(self) -> float:
+        """Training progress ``p`` in [0, 1], from the planned number of steps."""
+        return min(1.0, self.step / max(1, self.total_steps))
+
+
+@dataclass
+class StepOutput:
+    """What one training step returns to the loop.
+
+    Attributes:
+        loss: the scalar to back-propagate.
+        logits: class scores for accuracy bookkeeping (optional).
+        targets: the labels matching ``logits`` (optional).
+        metrics: extra scalars averaged over the epoch, e.g. ``{"domain_acc": 0.52}``.
+    """
+
+    loss: Tensor
+    logits: Tensor | None = None
+    targets: Tensor | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+StepFn = Callable[[nn.Module, Any, TrainState], StepOutput]
+
+
+def classification_step(model: nn.Module, batch: Any, state: TrainState) -> StepOutput:
+    """Default step: cross-entropy of ``model(x)`` against ``y`` for a batch ``(x, y)``."""
+    x, y = batch[0], batch[1]
+    logits = model(x)
+    return StepOutput(F.cross_entropy(logits, y), logits.detach(), y)
+
+
+class History:
+    """Per-epoch metrics of a run: ``history["val_acc"]`` is a list with one value per epoch."""
+
+    def __init__(self, records: Iterable[Mapping[str, float]] = ()) -> None:
+        self.records: list[dict[str, float]] = [dict(r) for r in records]
+
+    def append(self, record: Mapping[str, float]) -> None:
+        """Add one epoch's metrics."""
+        self.records.append(dict(record))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key: str) -> list[float]:
+        if not any(key in r for r in self.records):
+            raise KeyError(f"no metric {key!r} in this history; available: {', '.join(self.keys) or 'none'}.")
+        return [r.get(key, math.nan) for r in self.records]
+
+    def __repr__(self) -> str:
+        last = self.records[-1] if self.records else {}
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "epoch")
+        return f"History({len(self)} epochs; last: {shown})"
+
+    @property
+    def keys(self) -> list[str]:
+        """Metric names in first-seen order."""
+        seen: dict[str, None] = {}
+        for r in self.records:
+            seen.update(dict.fromkeys(r))
+        return list(seen)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """Column form, JSON-ready."""
+        return {k: self[k] for k in self.keys}
+
+    @classmethod
+    def from_dict(cls, columns: Mapping[str, list[float]]) -> History:
+        """Inverse of :meth:`to_dict`."""
+        n = max((len(v) for v in columns.values()), default=0)
+        return cls({k: v[i] for k, v in columns.items() if i < len(v)} for i in range(n))
+
+    def plot(self, label: str | None = None, axes: Any = None) -> Any:
+        """Loss and accuracy curves per epoch, on two axes; returns the figure.
+
+        Args:
+            label: a legend prefix, to draw several runs on the same ``axes``.
+            axes: two matplotlib axes to draw into (loss, accuracy); new ones when None.
+        """
+        import matplotlib.pyplot as plt
+
+        if axes is None:
+            fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        fig = axes[0].figure
+        epochs = self["epoch"] if "epoch" in self.keys else list(range(1, len(self) + 1))
+        for ax, kind in zip(axes, ("loss", "acc")):
+            for key in (k for k in self.keys if k.endswith(kind) and not k.startswith("lr")):
+                style = "--" if key.startswith("train") else "-"
+                name = f"{label} {key}" if label else key
+                ax.plot(epochs, self[key], style, marker="o", ms=3, label=name)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("accuracy" if kind == "acc" else "loss")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+        fig.tight_layout()
+        return fig
+
+
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move tensors in a (nested) batch to ``device``; 4-D float tensors optionally to channels_last."""
+    if isinstance(batch, Tensor):
+        batch = batch.to(device, non_blocking=True)
+        if channels_last and batch.ndim == 4 and batch.is_floating_point():
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device, channels_last) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
+    return batch
+
+
+def train_mode(model: nn.Module) -> nn.Module:
+    """``model.train()``, except BatchNorm layers whose parameters are all frozen stay in eval mode.
+
+    A frozen BatchNorm in train mode would still overwrite its running mean and variance with the
+    statistics of the new data, so a "frozen" backbone would drift. Keeping it in eval mode uses the
+    pretrained statistics, which is what freezing means.
+    """
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+    return model
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable[Any],
+    num_epochs: int,
+    *,
+    optimizer: Optimizer | None = None,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    scheduler: Callable[[Optimizer, int], LRScheduler] | None = None,
+    val_loader: Iterable[Any] | None = None,
+    step_fn: StepFn = classification_step,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    grad_clip: float | None = None,
+    channels_last: bool = False,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    desc: str = "train",
+    steps_per_epoch: int | None = None,
+) -> History:
+    """Train ``model`` for ``num_epochs``; return the per-epoch :class:`History`.
+
+    Each epoch records ``train_loss`` (and ``train_acc`` when the step returns logits), any extra
+    step metrics, ``val_loss``/``val_acc`` when ``val_loader`` is given, the LR at the epoch's end and
+    the epoch's wall time in ``seconds``. With ``checkpoint_path``, the model, optimizer, scheduler,
+    scaler, RNG states and history are saved atomically after every epoch; a later call with the
+    same arguments resumes after the last finished epoch and ends with the same result as an
+    uninterrupted run.
+
+    Args:
+        model: the network; moved to ``device``.
+        train_loader: yields batches that ``step_fn`` understands (``(x, y)`` by default).
+        num_epochs: epochs to train in total (including any resumed ones).
+        optimizer: a ready optimizer (e.g. with parameter groups); else AdamW over trainable params.
+        lr: learning rate of the default optimizer.
+        weight_decay: weight decay of the default optimizer.
+        scheduler: a factory ``(optimizer, total_steps) -> LRScheduler`` stepped after every batch,
+            e.g. :func:`tlhelpers.schedules.warmup_cosine`.
+        val_loader: evaluated with :func:`evaluate` after every epoch.
+        step_fn: computes a :class:`StepOutput` from ``(model, batch, state)``.
+        device: see :func:`tlhelpers.runtime.get_device`.
+        amp: mixed precision on CUDA (bf16, or fp16 with a grad scaler); ignored on CPU.
+        grad_clip: clip the global gradient norm to this value.
+        channels_last: use the channels-last memory format (faster convolutions on recent GPUs).
+        checkpoint_path: where to save after every epoch and resume from.
+        resume: resume from ``checkpoint_path`` when it exists.
+        progress: show tqdm progress bars (a widget in Jupyter, text elsewhere).
+        desc: the progress bar's label.
+        steps_per_epoch: batches per epoch when ``train_loader`` has no ``len`` (or to cap it).
+
+    Returns:
+        The run's :class:`History`.
+
+    Raises:
+        ValueError: if ``num_epochs`` < 1, nothing is trainable, or the loader's length is unknown.
+        tlhelpers.checkpoint.CheckpointError: if the checkpoint to resume from is unreadable.
+    """
+    if num_epochs < 1:
+        raise ValueError(f"num_epochs={num_epochs} must be at least 1.")
+    dev = get_device(device)
+    model.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if optimizer is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters; unfreeze some layers before fit().")
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if steps_per_epoch is None:
+        try:
+            steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+        except TypeError:
+            raise ValueError("train_loader has no len(); pass steps_per_epoch=.") from None
+    else:
+        steps_per_epoch = min(steps_per_epoch, len(train_loader)) if hasattr(train_loader, "__len__") else steps_per_epoch
+    total_steps = steps_per_epoch * num_epochs
+    sched = scheduler(optimizer, total_steps) if scheduler is not None else None
+    scaler = make_grad_scaler(dev, amp)
+    history = History()
+    start_epoch = 0
+
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    if ckpt is not None and resume and ckpt.exists():
+        state = safe_load(ckpt, map_location=dev)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if sched is not None and state.get("scheduler") is not None:
+            sched.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
+        history = History.from_dict(state["history"])
+        start_epoch = int(state["epoch"])
+        _set_rng_state(state["rng"])
+
+    epochs = range(start_epoch, num_epochs)
+    epoch_bar = tqdm(epochs, desc=desc, unit="epoch", disable=not progress, initial=start_epoch, total=num_epochs)
+    for epoch in epoch_bar:
+        t0 = time.perf_counter()
+        train_mode(model)
+        sums: dict[str, float] = {}
+        seen = correct = 0
+        batch_bar = tqdm(
+            train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False, disable=not progress
+        )
+        for i, batch in enumerate(batch_bar):
+            if i >= steps_per_epoch:
+                break
+            batch = to_device(batch, dev, channels_last)
+            ts = TrainState(step=epoch * steps_per_epoch + i, total_steps=total_steps, epoch=epoch)
+            with autocast(dev, amp):
+                out = step_fn(model, batch, ts)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(out.loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                out.loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            if sched is not None:
+                sched.step()
+            sums["train_loss"] = sums.get("train_loss", 0.0) + out.loss.item()
+            for k, v in out.metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            if out.logits is not None and out.targets is not None:
+                correct += (out.logits.argmax(1) == out.targets).sum().item()
+                seen += out.targets.numel()
+            if progress and i % 10 == 0:
+                batch_bar.set_postfix(loss=f"{out.loss.item():.3f}")
+        n_batches = min(i + 1, steps_per_epoch)
+        record: dict[str, float] = {"epoch": epoch + 1}
+        record.update({k: v / n_batches for k, v in sums.items()})
+        if seen:
+            record["train_acc"] = correct / seen
+        if val_loader is not None:
+            val = evaluate(model, val_loader, device=dev, amp=amp, channels_last=channels_last)
+            record["val_loss"], record["val_acc"] = val["loss"], val["acc"]
+        record["lr"] = optimizer.param_groups[0]["lr"]
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        epoch_bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k in ("train_loss", "val_acc")})
+        if ckpt is not None:
+            atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "history": history.to_dict(),
+                    "epoch": epoch + 1,
+                    "rng": _rng_state(),
+                },
+                ckpt,
+            )
+    return history
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Logits and labels over a loader of ``(x, y)`` batches, in eval mode, gathered on the CPU.
+
+    Shape:
+        Returns ``(N, num_classes)`` float32 logits and ``(N,)`` labels.
+    """
+    dev = get_device(device)
+    model.to(dev).eval()
+    all_logits, all_labels = [], []
+    for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
+        x, y = to_device(batch[0], dev, channels_last), batch[1]
+        with autocast(dev, amp):
+            logits = model(x)
+        all_logits.append(logits.float().cpu())
+        all_labels.append(torch.as_tensor(y).cpu())
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Mean cross-entropy ``loss`` and top-1 ``acc`` of ``model`` over ``loader``."""
+    logits, labels = predict(model, loader, device=device, amp=amp, channels_last=channels_last, progress=progress)
+    return {
+        "loss": F.cross_entropy(logits, labels).item(),
+        "acc": (logits.argmax(1) == labels).float().mean().item(),
+    }

@@ -1,0 +1,186 @@
+"""Where the course runs: mode, data folder, device, seeds, mixed precision, loader defaults.
+
+Everything here is read when called, never at import, so setting ``TLH_REDUCED`` or ``TLH_DATA``
+inside a notebook before the first call takes effect.
+
+Example:
+    >>> from tlhelpers.runtime import get_device, is_reduced, seed_everything
+    >>> seed_everything(0)
+    >>> device = get_device()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_DEVICES = ("cuda", "mps", "cpu")
+
+
+def is_reduced() -> bool:
+    """Return True when the course runs in reduced mode (``TLH_REDUCED=1``).
+
+    Reduced mode uses offline data generated in-process, small sizes and the CPU; full mode uses
+    real datasets, ImageNet weights and a GPU.
+
+    Raises:
+        ValueError: if ``TLH_REDUCED`` holds something other than 0/1/true/false/yes/no/on/off.
+    """
+    raw = os.environ.get("TLH_REDUCED", "0").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(
+        f"TLH_REDUCED={raw!r} is not a mode value; set TLH_REDUCED=1 for reduced mode or 0 for full mode."
+    )
+
+
+def mode_name() -> str:
+    """Return ``"reduced"`` or ``"full"``, the mode's name as printed in banners and results."""
+    return "reduced" if is_reduced() else "full"
+
+
+def data_root(create: bool = True) -> Path:
+    """Return the folder for downloads and caches: ``TLH_DATA`` or ``data/`` of the repository.
+
+    Without ``TLH_DATA`` the default is the ``data/`` folder beside ``notebooks/`` when run from a
+    checkout, else ``./data`` of the current directory.
+
+    Args:
+        create: make the folder if it does not exist and check that it is writable.
+
+    Raises:
+        PermissionError: if the folder cannot be created or written, naming ``TLH_DATA`` as the fix.
+    """
+    env = os.environ.get("TLH_DATA")
+    if env:
+        root = Path(env).expanduser()
+    else:
+        here = Path.cwd()
+        repo = next((p for p in (here, *here.parents) if (p / "tlhelpers").is_dir() and (p / "notebooks").is_dir()), None)
+        root = (repo or here) / "data"
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / ".write_test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise PermissionError(
+                f"data root {root} is not writable ({exc.strerror}); point TLH_DATA at a writable folder."
+            ) from None
+    return root
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """Pick the device: an explicit choice, else ``TLH_DEVICE``, else cuda, then mps, then cpu.
+
+    Args:
+        device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or a ``torch.device``; None to choose.
+
+    Raises:
+        ValueError: for an unknown device name, or one this machine does not have.
+    """
+    choice = device if device is not None else os.environ.get("TLH_DEVICE") or None
+    if choice is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(choice)
+    except RuntimeError:
+        raise ValueError(f"unknown device {choice!r}; use one of {', '.join(_DEVICES)}.") from None
+    if dev.type not in _DEVICES:
+        raise ValueError(f"unknown device {choice!r}; use one of {', '.join(_DEVICES)}.")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for but no CUDA GPU is visible; use 'cpu' or leave device=None.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' asked for but MPS is not available; use 'cpu' or leave device=None.")
+    return dev
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a ``torch.Generator`` seeded the same.
+
+    Args:
+        seed: the seed.
+        deterministic: also ask cuDNN and torch for deterministic kernels (slower on GPU).
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return torch.Generator().manual_seed(seed)
+
+
+def amp_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for ``device``: bf16 on CUDA GPUs that support it, fp16 on older ones, None on CPU/MPS."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device | str, enabled: bool = True) -> Iterator[None]:
+    """Mixed precision on CUDA (bf16, else fp16); a no-op on CPU and MPS or when ``enabled`` is False."""
+    dtype = amp_dtype(device) if enabled else None
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device_type="cuda", dtype=dtype):
+        yield
+
+
+def make_grad_scaler(device: torch.device | str, enabled: bool = True) -> torch.amp.GradScaler | None:
+    """A gradient scaler when training runs in fp16 on CUDA; None otherwise (bf16 and fp32 need none)."""
+    if not enabled or amp_dtype(device) is not torch.float16:
+        return None
+    return torch.amp.GradScaler("cuda")
+
+
+def loader_kwargs(device: torch.device | str | None = None, num_workers: int | None = None) -> dict[str, Any]:
+    """DataLoader keyword defaults that suit Colab's 2 CPUs and a laptop alike.
+
+    Workers: ``min(2, cpu count)`` in full mode, 0 in reduced mode (in-memory tensors need none).
+    ``pin_memory`` only with CUDA; ``persistent_workers`` whenever workers are used.
+    """
+    dev = get_device(device)
+    if num_workers is None:
+        num_workers = 0 if is_reduced() else min(2, os.cpu_count() or 1)
+    kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": dev.type == "cuda"}
+    if num_workers > 0:
+        kwargs["persistent_workers"] = True
+    return kwargs
+
+
+def describe() -> dict[str, str]:
+    """Versions, device and mode, for the setup-check cell of each notebook."""
+    import torchvision
+
+    dev = get_device()
+    info = {
+        "mode": mode_name(),
+        "device": str(dev),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": ".".join(map(str, __import__("sys").version_info[:3])),
+        "data root": str(data_root(create=False)),
+    }
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    return info
