@@ -53,13 +53,14 @@ class StepOutput:
         loss: the scalar to back-propagate.
         logits: class scores for accuracy bookkeeping (optional).
         targets: the labels matching ``logits`` (optional).
-        metrics: extra scalars averaged over the epoch, e.g. ``{"domain_acc": 0.52}``.
+        metrics: extra scalars (floats or 0-d tensors) averaged over the epoch, e.g.
+            ``{"domain_acc": 0.52}``.
     """
 
     loss: Tensor
     logits: Tensor | None = None
     targets: Tensor | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | Tensor] = field(default_factory=dict)
 
 
 StepFn = Callable[[nn.Module, Any, TrainState], StepOutput]
@@ -290,8 +291,8 @@ def fit(
     for epoch in epoch_bar:
         t0 = time.perf_counter()
         train_mode(model)
-        sums: dict[str, float] = {}
-        seen = correct = 0
+        sums: dict[str, Any] = {}
+        seen, correct = 0, 0
         batch_bar = tqdm(
             train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False, disable=not progress
         )
@@ -317,19 +318,20 @@ def fit(
                 optimizer.step()
             if sched is not None:
                 sched.step()
-            sums["train_loss"] = sums.get("train_loss", 0.0) + out.loss.item()
+            # Sums stay on the device: no GPU sync per step, one at the end of the epoch.
+            sums["train_loss"] = sums.get("train_loss", 0.0) + out.loss.detach().float()
             for k, v in out.metrics.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + (v.detach().float() if isinstance(v, Tensor) else float(v))
             if out.logits is not None and out.targets is not None:
-                correct += (out.logits.argmax(1) == out.targets).sum().item()
+                correct = correct + (out.logits.argmax(1) == out.targets).sum()
                 seen += out.targets.numel()
-            if progress and i % 10 == 0:
+            if progress and i % 25 == 0:
                 batch_bar.set_postfix(loss=f"{out.loss.item():.3f}")
         n_batches = min(i + 1, steps_per_epoch)
         record: dict[str, float] = {"epoch": epoch + 1}
-        record.update({k: v / n_batches for k, v in sums.items()})
+        record.update({k: float(v) / n_batches for k, v in sums.items()})
         if seen:
-            record["train_acc"] = correct / seen
+            record["train_acc"] = float(correct) / seen
         if val_loader is not None:
             val = evaluate(model, val_loader, device=dev, amp=amp, channels_last=channels_last)
             record["val_loss"], record["val_acc"] = val["loss"], val["acc"]

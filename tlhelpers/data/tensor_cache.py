@@ -1,0 +1,152 @@
+"""Decode and resize an image dataset once, and cache it as uint8 tensors on disk.
+
+Decoding JPEGs and resizing them is often the slowest part of an epoch on a small GPU; doing it
+once and keeping ``(N, 3, S, S)`` uint8 tensors makes later epochs and reruns of a notebook cost
+only the model's time. The cache file holds a small key (image size, length, classes); a call
+with another key recomputes, and a truncated or corrupt file is recomputed with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tlhelpers.data.tensor_dataset import ImageTensorDataset
+
+_FORMAT = 1
+
+
+def _to_square_rgb(image: Any, image_size: int) -> np.ndarray:
+    """Resize the shorter side to ``image_size``, centre-crop a square, return ``(S, S, 3)``."""
+    from PIL import Image
+
+    if isinstance(image, torch.Tensor):
+        raise ValueError(
+            "the dataset yields tensors; pass it without a transform so that it yields PIL images."
+        )
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image))
+    image = image.convert("RGB")
+    w, h = image.size
+    scale = image_size / min(w, h)
+    new_w, new_h = max(image_size, round(w * scale)), max(image_size, round(h * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = (new_w - image_size) // 2, (new_h - image_size) // 2
+    return np.array(image.crop((left, top, left + image_size, top + image_size)))
+
+
+def _key(image_size: int, length: int, classes: Sequence[str] | None) -> dict[str, Any]:
+    names = None if classes is None else [str(c) for c in classes]
+    return {"format": _FORMAT, "image_size": image_size, "len": length, "classes": names}
+
+
+def _read_cache(path: Path, key: dict[str, Any]) -> ImageTensorDataset | None:
+    """Return the cached dataset if ``path`` holds a complete file with this key, else None.
+
+    A key whose ``classes`` is None matches any stored class list.
+    """
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        stored = blob["key"]
+        if key["classes"] is None:
+            key = {**key, "classes": stored.get("classes")}
+        if stored != key:
+            return None
+        images, labels = blob["images"], blob["labels"]
+        if images.shape != (key["len"], 3, key["image_size"], key["image_size"]):
+            raise ValueError(f"cached images have shape {tuple(images.shape)}")
+        return ImageTensorDataset(images, labels, stored["classes"])
+    except Exception as exc:  # a partial or foreign file must never pass as a cache hit
+        warnings.warn(f"cache file {path} is unreadable ({exc!r:.80}); recomputing it.", stacklevel=3)
+        return None
+
+
+def write_atomic(path: Path, blob: dict[str, Any]) -> None:
+    """``torch.save`` a dict of tensors to ``path`` atomically (temp file in the folder, then replace).
+
+    A reader never sees a half-written file: either the old content or the new one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(blob, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_tensor_dataset(
+    dataset: Any,
+    image_size: int,
+    cache_file: str | Path | None = None,
+    progress: bool = True,
+    classes: Sequence[str] | None = None,
+) -> ImageTensorDataset:
+    """Decode every item of an image dataset once into uint8 tensors, optionally cached on disk.
+
+    Each image is converted to RGB (grey images too), its shorter side resized to ``image_size``
+    and the centre square cropped. With ``cache_file`` the tensors are saved atomically and
+    reused on the next call whose image size, length and classes match.
+
+    Args:
+        dataset: a map-style dataset yielding ``(PIL image, int label)``, e.g. a torchvision
+            dataset built without ``transform``.
+        image_size: side of the square output images.
+        cache_file: where to keep the tensors (a ``.pt`` file), or None for no cache.
+        progress: show a tqdm progress bar while decoding.
+        classes: class names; default ``dataset.classes``, else ``"0"``, ``"1"``, ...
+
+    Returns:
+        The images and labels as an ``ImageTensorDataset`` (no transform).
+
+    Shape:
+        images: ``(len(dataset), 3, image_size, image_size)`` uint8.
+
+    Raises:
+        ValueError: if ``image_size < 1``, the dataset yields tensors, or labels are not ints.
+    """
+    if image_size < 1:
+        raise ValueError(f"image_size={image_size} must be a positive number of pixels, e.g. 224.")
+    if classes is None:
+        classes = getattr(dataset, "classes", None)
+    n = len(dataset)
+    path = Path(cache_file) if cache_file is not None else None
+    if path is not None:
+        cached = _read_cache(path, _key(image_size, n, classes))
+        if cached is not None:
+            return cached
+
+    from tqdm.auto import tqdm
+
+    images = torch.empty(n, 3, image_size, image_size, dtype=torch.uint8)
+    labels = torch.empty(n, dtype=torch.int64)
+    for i in tqdm(range(n), desc="decoding images", disable=not progress):
+        image, label = dataset[i]
+        if not isinstance(label, (int, np.integer)) and not (
+            isinstance(label, torch.Tensor) and label.numel() == 1
+        ):
+            raise ValueError(
+                f"item {i} has label {label!r}; use a dataset whose target is one class index."
+            )
+        images[i] = torch.from_numpy(_to_square_rgb(image, image_size)).permute(2, 0, 1)
+        labels[i] = int(label)
+    if classes is None:
+        classes = [str(c) for c in range(int(labels.max()) + 1 if n else 1)]
+    result = ImageTensorDataset(images, labels, classes)
+    if path is not None:
+        key = _key(image_size, n, result.classes)
+        write_atomic(path, {"key": key, "images": images, "labels": labels})
+    return result

@@ -1,0 +1,259 @@
+"""The real datasets of full mode behind one call, ``load_dataset(name, split)``, offline-safe.
+
+Files already on disk are always used as they are (no download is attempted); only missing
+files are downloaded, and any download failure becomes a ``DatasetUnavailableError`` with a
+one-line fix instead of a urllib traceback.
+
+Folders under ``root``: ``oxford-iiit-pet/``, ``MNIST/raw/``, ``usps/``, ``svhn/``, ``mnistm/``
+and ``omniglot-py/images_background|images_evaluation/`` (torchvision's own layouts).
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+DATASETS = ("pets", "mnist", "usps", "svhn", "mnistm", "omniglot")
+SPLITS: dict[str, tuple[str, ...]] = {
+    "pets": ("trainval", "test"),
+    "mnist": ("train", "test"),
+    "usps": ("train", "test"),
+    "svhn": ("train", "test"),
+    "mnistm": ("train", "test"),
+    "omniglot": ("background", "evaluation"),
+}
+_DOWNLOAD_ERRORS = (urllib.error.URLError, OSError, RuntimeError)
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset is neither on disk nor downloadable; the message says how to fix it."""
+
+    def __init__(self, name: str, folder: str | Path, reason: str = "") -> None:
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"dataset {name!r} is not available in {folder}{why}; connect to the internet, or put "
+            f"the extracted files in {folder}, or set TLH_REDUCED=1 for the offline reduced mode."
+        )
+        self.name = name
+        self.folder = Path(folder)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:120]
+
+
+class _SVHNMat(Dataset):
+    """SVHN from its ``.mat`` file, read without torchvision's checksum (so copies work)."""
+
+    def __init__(self, path: Path, transform: Callable | None = None) -> None:
+        import numpy as np
+        import scipy.io
+
+        mat = scipy.io.loadmat(path)
+        self.data = np.ascontiguousarray(np.transpose(mat["X"], (3, 0, 1, 2)))  # (N, H, W, 3)
+        labels = mat["y"].astype(np.int64).flatten()
+        self.targets = [int(t) for t in np.where(labels == 10, 0, labels)]  # "10" is digit 0
+        self.classes = [str(d) for d in range(10)]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        from PIL import Image
+
+        image = Image.fromarray(self.data[i])
+        return (self.transform(image) if self.transform else image), self.targets[i]
+
+
+class OmniglotFolder(Dataset):
+    """Omniglot-style images laid out ``alphabet/character/*.png``.
+
+    Attributes:
+        classes: ``"alphabet/character"`` names, sorted.
+        targets: the class index of every item.
+    """
+
+    def __init__(self, folder: Path, transform: Callable | None = None) -> None:
+        self.folder = folder
+        self.transform = transform
+        self.classes: list[str] = []
+        self.samples: list[tuple[Path, int]] = []
+        for alphabet in sorted(p for p in folder.iterdir() if p.is_dir()):
+            for character in sorted(p for p in alphabet.iterdir() if p.is_dir()):
+                files = sorted(character.glob("*.png"))
+                if not files:
+                    continue
+                label = len(self.classes)
+                self.classes.append(f"{alphabet.name}/{character.name}")
+                self.samples.extend((f, label) for f in files)
+        self.targets = [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        from PIL import Image
+
+        path, label = self.samples[i]
+        with Image.open(path) as img:
+            image = img.convert("L")
+        return (self.transform(image) if self.transform else image), label
+
+
+def omniglot_folder(path: str | Path, transform: Callable | None = None) -> OmniglotFolder:
+    """Return a dataset over an extracted Omniglot tree ``alphabet/character/*.png``.
+
+    Args:
+        path: the tree's folder (e.g. ``images_background``), or a folder that holds exactly
+            one such tree one level down (e.g. ``omniglot-py``).
+        transform: applied to each grey PIL image.
+
+    Returns:
+        Items ``(image, label)``; ``.classes`` as ``"alphabet/character"`` and ``.targets``.
+
+    Raises:
+        ValueError: if no ``alphabet/character/*.png`` files are found under ``path``.
+    """
+    path = Path(path)
+    if path.is_dir() and any(path.glob("*/*/*.png")):
+        return OmniglotFolder(path, transform)
+    if path.is_dir():
+        trees = sorted(p for p in path.iterdir() if p.is_dir() and any(p.glob("*/*/*.png")))
+        if len(trees) == 1:
+            return OmniglotFolder(trees[0], transform)
+        if len(trees) > 1:
+            names = ", ".join(p.name for p in trees)
+            raise ValueError(f"{path} holds several Omniglot trees ({names}); pass one of them.")
+    raise ValueError(f"no alphabet/character/*.png images under {path}; pass an extracted Omniglot folder.")
+
+
+def _load_mnist(root: Path, split: str, transform: Callable | None, download: bool) -> Any:
+    from torchvision.datasets import MNIST
+
+    train = split == "train"
+    try:
+        return MNIST(str(root), train=train, transform=transform, download=False)
+    except RuntimeError:
+        if not download:
+            raise
+    return MNIST(str(root), train=train, transform=transform, download=True)
+
+
+def _load(name: str, split: str, root: Path, transform: Callable | None, download: bool) -> Any:
+    """Load one dataset; raises torchvision's errors (wrapped by ``load_dataset``)."""
+    if name == "mnist":
+        return _load_mnist(root, split, transform, download)
+    if name == "pets":
+        from torchvision.datasets import OxfordIIITPet
+
+        kwargs = {"split": split, "target_types": "category", "transform": transform}
+        try:
+            return OxfordIIITPet(str(root), download=False, **kwargs)
+        except RuntimeError:
+            if not download:
+                raise
+        return OxfordIIITPet(str(root), download=True, **kwargs)
+    if name == "usps":
+        from torchvision.datasets import USPS
+
+        folder = root / "usps"
+        file = folder / ("usps.bz2" if split == "train" else "usps.t.bz2")
+        if not file.is_file() and not download:
+            raise FileNotFoundError(f"{file} is missing")
+        folder.mkdir(parents=True, exist_ok=True)
+        ds = USPS(str(folder), train=split == "train", transform=transform, download=download)
+        ds.classes = [str(d) for d in range(10)]
+        return ds
+    if name == "svhn":
+        folder = root / "svhn"
+        file = folder / f"{split}_32x32.mat"
+        if not file.is_file():
+            if not download:
+                raise FileNotFoundError(f"{file} is missing")
+            from torchvision.datasets import SVHN
+
+            folder.mkdir(parents=True, exist_ok=True)
+            SVHN(str(folder), split=split, download=True)
+        return _SVHNMat(file, transform)
+    if name == "omniglot":
+        folder = root / "omniglot-py" / f"images_{split}"
+        if not any(folder.glob("*/*/*.png")):
+            if not download:
+                raise FileNotFoundError(f"{folder} holds no alphabet/character/*.png")
+            from torchvision.datasets import Omniglot
+
+            Omniglot(str(root), background=split == "background", download=True)
+        return omniglot_folder(folder, transform)
+    if name == "mnistm":
+        from tlhelpers.data.mnistm import build_mnistm
+
+        return build_mnistm(root, split, download=download).with_transform(transform)
+    raise AssertionError(name)
+
+
+def dataset_folder(name: str, root: str | Path) -> Path:
+    """Return the folder under ``root`` where the files of dataset ``name`` live."""
+    sub = {"pets": "oxford-iiit-pet", "mnist": "MNIST/raw", "usps": "usps", "svhn": "svhn",
+           "mnistm": "MNIST/raw", "omniglot": "omniglot-py"}[name]
+    return Path(root) / sub
+
+
+def load_dataset(
+    name: str,
+    split: str,
+    root: str | Path | None = None,
+    transform: Callable | None = None,
+    download: bool = True,
+) -> Any:
+    """Load a real dataset of full mode, using files on disk and downloading only what is missing.
+
+    Items are ``(PIL image or transform(image), int label)`` and the dataset has ``.classes``.
+    ``"mnistm"`` is built from MNIST (see ``tlhelpers.data.mnistm``) and returns an
+    ``ImageTensorDataset`` whose transform receives uint8 ``(3, H, W)`` tensors.
+
+    Args:
+        name: one of ``DATASETS``.
+        split: pets ``"trainval"``/``"test"``; mnist, usps, svhn, mnistm ``"train"``/``"test"``;
+            omniglot ``"background"``/``"evaluation"``.
+        root: data folder; default ``tlhelpers.runtime.data_root()``.
+        transform: applied to each image.
+        download: allow downloading missing files.
+
+    Returns:
+        A map-style dataset.
+
+    Raises:
+        ValueError: on an unknown name or split, listing the valid ones.
+        DatasetUnavailableError: if the files are missing and cannot be downloaded.
+    """
+    if name not in SPLITS:
+        raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}.")
+    if split not in SPLITS[name]:
+        raise ValueError(f"unknown split {split!r} for {name}; use one of {', '.join(SPLITS[name])}.")
+    if root is None:
+        from tlhelpers.runtime import data_root
+
+        root = data_root()
+    root = Path(root).expanduser()
+    try:
+        return _load(name, split, root, transform, download)
+    except DatasetUnavailableError:
+        raise
+    except _DOWNLOAD_ERRORS as exc:
+        raise DatasetUnavailableError(name, dataset_folder(name, root), _one_line(exc)) from exc
+
+
+__all__ = [
+    "DATASETS",
+    "DatasetUnavailableError",
+    "OmniglotFolder",
+    "dataset_folder",
+    "load_dataset",
+    "omniglot_folder",
+]
