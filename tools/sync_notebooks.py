@@ -1,0 +1,100 @@
+"""Keep every notebook's header in sync: the Open-in-Colab badge and the Colab setup cell.
+
+The repository address comes from ``pyproject.toml`` (``[project.urls] Repository``) and the pinned
+release from the package version, so publishing the course is: set the address there, run this
+script, tag ``v<version>``. ``--check`` exits 1 when a notebook is out of sync (CI runs it through
+``tests/test_repository.py``).
+
+Usage:
+    python tools/sync_notebooks.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+
+
+def repository() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    return re.search(r'^Repository = "([^"]+)"', text, re.M).group(1)
+
+
+def release() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    return "v" + re.search(r'^version = "([^"]+)"', text, re.M).group(1)
+
+
+def badge(name: str) -> str:
+    slug = repository().removeprefix("https://github.com/")
+    return (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"(https://colab.research.google.com/github/{slug}/blob/main/notebooks/{name})"
+    )
+
+
+def setup_cell() -> str:
+    return f'''# Setup. On Colab: install the course helpers (pinned to the course release) and, if you tick
+# USE_DRIVE, keep datasets, weights and checkpoints on Google Drive so a disconnect loses nothing
+# (training resumes from the last saved epoch). Locally (`make lab`) this cell does nothing.
+import importlib.util
+import os
+import sys
+
+USE_DRIVE = False  # Colab only: True mounts Drive and caches everything in MyDrive/tlcv/
+
+if "google.colab" in sys.modules:
+    if importlib.util.find_spec("tlhelpers") is None:
+        %pip install -q "tlhelpers @ git+{repository()}@{release()}"
+    if USE_DRIVE:
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+        os.environ["TLH_DATA"] = "/content/drive/MyDrive/tlcv/data"
+        os.environ["TORCH_HOME"] = "/content/drive/MyDrive/tlcv/torch"'''
+
+
+def _lines(text: str) -> list[str]:
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + [parts[-1]]
+
+
+def synced(path: Path) -> str:
+    """``path``'s notebook JSON with the current badge and setup cell."""
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    title = "".join(cells[0]["source"])
+    new_title = BADGE_RE.sub(badge(path.name), title) if BADGE_RE.search(title) else title.replace("\n", f"\n\n{badge(path.name)}\n", 1)
+    cells[0]["source"] = _lines(new_title)
+    first_code = next(c for c in cells if c["cell_type"] == "code")
+    first_code["source"] = _lines(setup_cell())
+    return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="report notebooks out of sync, change nothing")
+    args = parser.parse_args()
+    stale = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        text = synced(path)
+        if text == path.read_text():
+            continue
+        if args.check:
+            stale.append(path.name)
+        else:
+            path.write_text(text)
+            print(f"updated {path.name}")
+    if stale:
+        print(f"out of sync: {', '.join(stale)}; run `python tools/sync_notebooks.py`.")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
