@@ -28,7 +28,7 @@ unit: $(STAMP)
 	TLH_REDUCED=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 notebooks: $(STAMP)
-	TLH_REDUCED=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks
+	TLH_REDUCED=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks examples
 
 clean-venv:
 	rm -rf $(VENV)
