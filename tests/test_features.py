@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+import tlhelpers.features as features_mod
+from tlhelpers.data.tensor_dataset import ImageTensorDataset
+from tlhelpers.features import LayerNotFoundError, extract_features, valid_layers
+
+
+def tiny_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(),
+    )
+
+
+@pytest.fixture
+def dataset() -> ImageTensorDataset:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8, generator=gen)
+    return ImageTensorDataset(images, torch.arange(10) % 3, ["a", "b", "c"])
+
+
+def loader(ds, shuffle=False):
+    return DataLoader(ds, batch_size=4, shuffle=shuffle)
+
+
+def reference(model, ds, upto):
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    with torch.no_grad():
+        return model[:upto](x).mean(dim=(2, 3))
+
+
+def test_matches_direct_forward_and_is_deterministic(dataset):
+    model = tiny_model()
+    f1, y1 = extract_features(model, "1", loader(dataset), progress=False)
+    f2, _ = extract_features(model, "1", loader(dataset), progress=False)
+    assert f1.shape == (10, 4) and torch.equal(y1, dataset.labels)
+    torch.testing.assert_close(f1, reference(model, dataset, 2))
+    assert torch.equal(f1, f2)
+
+
+def test_several_layers_in_one_pass(dataset):
+    model = tiny_model()
+    feats, labels = extract_features(model, ["1", "3"], loader(dataset), progress=False)
+    assert set(feats) == {"1", "3"} and feats["3"].shape == (10, 6)
+    torch.testing.assert_close(feats["3"], reference(model, dataset, 4))
+    flat, _ = extract_features(model, "3", loader(dataset), progress=False, pool=False)
+    assert flat.shape == (10, 6 * 3 * 3)
+
+
+def test_cache_hit_skips_the_model(dataset, tmp_path, monkeypatch):
+    model = tiny_model()
+    first, _ = extract_features(model, "3", loader(dataset), cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the model ran on a cache hit")
+
+    monkeypatch.setattr(features_mod, "create_feature_extractor", boom)
+    second, labels = extract_features(model, "3", loader(dataset), cache_dir=tmp_path, progress=False)
+    assert torch.equal(first, second) and torch.equal(labels, dataset.labels)
+
+
+@pytest.mark.parametrize("change", ["weights", "transform", "data", "layer", "pool"])
+def test_cache_miss_when_the_key_changes(dataset, tmp_path, change):
+    model = tiny_model()
+    extract_features(model, "3", loader(dataset), cache_dir=tmp_path, progress=False)
+    kwargs = {"model": model, "layer": "3", "ds": dataset, "pool": True}
+    if change == "weights":
+        kwargs["model"] = tiny_model(seed=1)
+    elif change == "transform":
+        kwargs["ds"] = dataset.with_transform(v2.ToDtype(torch.float32, scale=True))
+    elif change == "data":
+        images = dataset.images.clone()
+        images[0, 0, 0, 0] ^= 1
+        kwargs["ds"] = ImageTensorDataset(images, dataset.labels, dataset.classes)
+    elif change == "layer":
+        kwargs["layer"] = "2"
+    else:
+        kwargs["pool"] = False
+    feats, _ = extract_features(kwargs["model"], kwargs["layer"], loader(kwargs["ds"]), cache_dir=tmp_path, progress=False, pool=kwargs["pool"])
+    assert len(list(tmp_path.glob("*.pt"))) == 2
+    if change == "weights":
+        torch.testing.assert_close(feats, reference(kwargs["model"], dataset, 4))
+
+
+def test_foreign_cache_file_is_recomputed_not_reused(dataset, tmp_path):
+    model = tiny_model()
+    good, _ = extract_features(model, "3", loader(dataset), cache_dir=tmp_path, progress=False)
+    (path,) = tmp_path.glob("*.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["key"] = {**blob["key"], "model": "someothernet"}
+    blob["features"] = torch.zeros_like(blob["features"])
+    torch.save(blob, path)
+    with pytest.warns(UserWarning, match="another model"):
+        again, _ = extract_features(model, "3", loader(dataset), cache_dir=tmp_path, progress=False)
+    assert torch.equal(again, good)
+
+
+def test_interrupted_write_leaves_no_cache_and_truncated_file_is_recomputed(dataset, tmp_path, monkeypatch):
+    model = tiny_model()
+    real_save = torch.save
+
+    def interrupted(obj, fh, *args, **kwargs):
+        fh.write(b"PK\x03\x04partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(model, "3", loader(dataset), cache_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []  # neither a final file nor a temp file is left
+    monkeypatch.setattr(torch, "save", real_save)
+
+    good, _ = extract_features(model, "3", loader(dataset), cache_dir=tmp_path, progress=False)
+    (path,) = tmp_path.glob("*.pt")
+    path.write_bytes(path.read_bytes()[:100])  # e.g. a copy cut short
+    with pytest.warns(UserWarning, match="unreadable"):
+        again, _ = extract_features(model, "3", loader(dataset), cache_dir=tmp_path, progress=False)
+    assert torch.equal(again, good)
+
+
+def test_shuffling_loader_warns_and_keeps_dataset_order(dataset):
+    model = tiny_model()
+    ordered, _ = extract_features(model, "3", loader(dataset), progress=False)
+    with pytest.warns(UserWarning, match="shuffles"):
+        feats, labels = extract_features(model, "3", loader(dataset, shuffle=True), progress=False)
+    assert torch.equal(feats, ordered) and torch.equal(labels, dataset.labels)
+
+
+def test_unknown_layer_lists_valid_names(dataset):
+    with pytest.raises(LayerNotFoundError, match="valid|use one of") as err:
+        extract_features(tiny_model(), "conv9_9", loader(dataset), progress=False)
+    assert "'conv9_9'" in str(err.value) and "3" in str(err.value)
+    with pytest.raises(ValueError, match="empty"):
+        extract_features(tiny_model(), [], loader(dataset), progress=False)
+
+
+def two_images():
+    x = torch.rand(2, 3, 32, 32)
+    return x, DataLoader([(x[i], 0) for i in range(2)], batch_size=2)
+
+
+def test_vgg16_aliases_give_expected_shapes():
+    x, batches = two_images()
+    vgg = torchvision.models.vgg16()
+    assert {"conv4_3", "conv5_3", "fc7"} <= set(valid_layers(vgg))
+    feats, _ = extract_features(vgg, ["conv4_3", "conv5_3", "fc7"], batches, progress=False)
+    assert {k: v.shape[1] for k, v in feats.items()} == {"conv4_3": 512, "conv5_3": 512, "fc7": 4096}
+    with torch.no_grad():
+        expected = vgg.eval().features[:30](x).mean(dim=(2, 3))
+    torch.testing.assert_close(feats["conv5_3"], expected)
+
+
+@pytest.mark.slow
+def test_resnet50_avgpool_is_the_pooled_last_stage():
+    x, batches = two_images()
+    resnet = torchvision.models.resnet50().eval()
+    pooled, _ = extract_features(resnet, "avgpool", batches, progress=False)
+    assert pooled.shape == (2, 2048)
+    with torch.no_grad():
+        expected = nn.Sequential(*list(resnet.children())[:-1])(x).flatten(1)
+    torch.testing.assert_close(pooled, expected)

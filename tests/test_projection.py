@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+
+from tlhelpers.projection import embed_2d, scatter_2d
+
+matplotlib.use("Agg")
+
+
+def clusters(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(3).repeat_interleave(15)
+    return torch.randn(3, 20, generator=gen)[labels] * 6 + torch.randn(45, 20, generator=gen), labels
+
+
+def test_pca_matches_sklearn_up_to_sign():
+    x, _ = clusters()
+    points = embed_2d(x, method="pca", standardize=False)
+    ref = PCA(n_components=2).fit_transform(x.numpy())
+    np.testing.assert_allclose(np.abs(points), np.abs(ref), rtol=1e-3, atol=1e-3)
+
+
+def test_tsne_keeps_clusters_apart_and_is_seeded():
+    x, labels = clusters()
+    a = embed_2d(x, method="tsne", seed=0)
+    assert a.shape == (45, 2)
+    np.testing.assert_allclose(a, embed_2d(x, method="tsne", seed=0))
+    centers = np.stack([a[labels.numpy() == c].mean(0) for c in range(3)])
+    spread = max(np.linalg.norm(a[labels.numpy() == c] - centers[c], axis=1).mean() for c in range(3))
+    gap = min(np.linalg.norm(centers[i] - centers[j]) for i in range(3) for j in range(i + 1, 3))
+    assert gap > 2 * spread
+
+
+def test_scatter_colours_classes_and_marks_groups():
+    x, labels = clusters()
+    points = embed_2d(x, method="pca")
+    groups = (torch.arange(45) % 2)
+    fig = scatter_2d(points, labels, ["a", "b", "c"], groups=groups, group_names=["source", "target"], title="t")
+    ax = fig.axes[0]
+    assert ax.get_title() == "t" and len(ax.collections) == 6
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"a (source)", "c (target)"}
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="unknown"):
+        embed_2d(torch.randn(5, 3), method="umap")
+    with pytest.raises(ValueError, match="at least 3 rows"):
+        embed_2d(torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        scatter_2d(np.zeros((4, 2)), [0, 1, 2])

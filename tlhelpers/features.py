@@ -1,0 +1,270 @@
+"""Run a frozen backbone once over a data set and cache what one layer outputs.
+
+A frozen backbone gives the same features for the same image every epoch, so computing them
+again in every epoch (the article's way) wastes almost all the training time. ``extract_features``
+computes them once, in eval mode under ``torch.inference_mode``, pools convolutional maps to one
+vector per image, and stores features and labels on disk under a key made of everything that
+changes them: model, layer, weights, transform, pooling, precision and the data itself.
+
+Example:
+    >>> feats, labels = extract_features("vgg16", "fc7", loader, cache_dir="data/features")
+    >>> feats.shape
+    torch.Size([3680, 4096])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, RandomSampler
+from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+from tqdm.auto import tqdm
+
+from tlhelpers.checkpoint import CheckpointError, atomic_save, safe_load
+from tlhelpers.runtime import amp_dtype, autocast, get_device
+
+#: Friendly layer names per architecture, mapped to torchvision graph nodes. VGG aliases name
+#: the ReLU after the layer, the activation papers use ("conv5_3", "fc7").
+LAYER_ALIASES: dict[str, dict[str, str]] = {
+    "vgg16": {
+        "conv3_3": "features.15", "pool3": "features.16",
+        "conv4_3": "features.22", "pool4": "features.23",
+        "conv5_3": "features.29", "pool5": "features.30",
+        "fc6": "classifier.1", "fc7": "classifier.4", "logits": "classifier.6",
+    },
+    "resnet50": {
+        "layer1": "layer1.2.relu_2", "layer2": "layer2.3.relu_2", "layer3": "layer3.5.relu_2",
+        "layer4": "layer4.2.relu_2", "avgpool": "avgpool", "logits": "fc",
+    },
+}
+_ARCH_BY_CLASS = {"VGG": "vgg16", "ResNet": "resnet50"}
+
+
+class LayerNotFoundError(ValueError):
+    """A layer name that the model does not have."""
+
+
+def _arch_name(model: nn.Module, name: str | None) -> str:
+    return name or _ARCH_BY_CLASS.get(type(model).__name__, type(model).__name__.lower())
+
+
+def valid_layers(model: nn.Module, model_name: str | None = None) -> list[str]:
+    """Layer names :func:`extract_features` accepts for ``model``: aliases, then graph nodes.
+
+    Args:
+        model: the network.
+        model_name: the architecture name for aliases (guessed from the class when None).
+    """
+    _, nodes = get_graph_node_names(model.eval())
+    aliases = [a for a, node in LAYER_ALIASES.get(_arch_name(model, model_name), {}).items() if node in nodes]
+    return aliases + [n for n in nodes if n != "x"]
+
+
+def resolve_layer(model: nn.Module, layer: str, model_name: str | None = None) -> str:
+    """Map an alias ("fc7") or node name ("classifier.4") to the graph node to return.
+
+    Raises:
+        LayerNotFoundError: if ``model`` has no such layer; the message lists valid names.
+    """
+    node = LAYER_ALIASES.get(_arch_name(model, model_name), {}).get(layer, layer)
+    layers = valid_layers(model, model_name)
+    if node not in layers:
+        shown = ", ".join(layers[:60]) + (" ..." if len(layers) > 60 else "")
+        raise LayerNotFoundError(f"model {_arch_name(model, model_name)!r} has no layer {layer!r}; use one of: {shown}")
+    return node
+
+
+def _stable_repr(obj: Any) -> str:
+    # An object address in a repr (lambdas, plain functions) changes every session: the key then
+    # misses, which is safe; stripping it could make two different lambdas collide, which is not.
+    return repr(obj)
+
+
+def weights_id(model: nn.Module) -> str:
+    """A short fingerprint of the model's parameters and buffers (sums and norms per tensor)."""
+    h = hashlib.sha1()
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            t32 = t.detach().float()
+            h.update(f"{name}{tuple(t.shape)}{t32.sum().item():.8e}{t32.norm().item():.8e}".encode())
+    return h.hexdigest()[:16]
+
+
+def dataset_fingerprint(dataset: Any) -> str:
+    """A fingerprint of a data set: the bytes of in-memory tensors, else its type, length and repr."""
+    h = hashlib.sha1(f"{type(dataset).__name__}:{len(dataset)}".encode())
+    images = getattr(dataset, "images", None)
+    labels = getattr(dataset, "labels", None)
+    if isinstance(images, Tensor) and isinstance(labels, Tensor):
+        h.update(images.contiguous().numpy().tobytes())
+        h.update(labels.contiguous().numpy().tobytes())
+    else:
+        h.update(_stable_repr(dataset).encode())
+        indices = getattr(dataset, "indices", None)
+        if indices is not None:
+            h.update(str(list(indices)).encode())
+            h.update(dataset_fingerprint(dataset.dataset).encode())
+    return h.hexdigest()[:16]
+
+
+def _sequential(loader: DataLoader) -> DataLoader:
+    """The loader itself, or a non-shuffling copy with a warning if it shuffles."""
+    sampler = getattr(loader, "sampler", None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    if not isinstance(sampler, RandomSampler) and not isinstance(getattr(batch_sampler, "sampler", None), RandomSampler):
+        return loader
+    warnings.warn(
+        "the loader shuffles; extracting in data set order instead so features line up with "
+        "dataset items (pass a loader with shuffle=False to silence this).",
+        stacklevel=3,
+    )
+    return DataLoader(
+        loader.dataset, batch_size=loader.batch_size or 1, shuffle=False, num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+    )
+
+
+def _build_model(name: str) -> nn.Module:
+    """Chapter 1's builder: ImageNet weights from the hub cache, or random init with a banner."""
+    from tlhelpers.backbones import build_classifier
+
+    return build_classifier(name, num_classes=1000).model
+
+
+def _pool(out: Tensor, pool: bool) -> Tensor:
+    if out.ndim == 4 and pool:
+        return out.float().mean(dim=(2, 3))
+    return out.float().flatten(1)
+
+
+def extract_features(
+    model_or_name: nn.Module | str,
+    layer: str | Sequence[str],
+    loader: DataLoader,
+    *,
+    cache_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    progress: bool = True,
+    pool: bool = True,
+    model_name: str | None = None,
+) -> tuple[Tensor | dict[str, Tensor], Tensor]:
+    """Features of a frozen model at one or more layers, over a loader of ``(x, y)`` batches.
+
+    Convolutional maps are global-average pooled to one vector per image (``pool=False``
+    flattens them instead). With ``cache_dir`` each layer's result is saved as one file whose key
+    covers model, layer, weights, transform, pooling, precision and data; a later call with the
+    same key loads it without running the model, and a file with another key (or a truncated
+    one) is recomputed, never reused. Writes are atomic, so an interrupted run leaves no file
+    that could be read as complete. Several layers come from one forward pass.
+
+    Args:
+        model_or_name: a network, or a torchvision name such as ``"vgg16"`` built with
+            :func:`tlhelpers.backbones.build_classifier` (ImageNet weights when cached, else random).
+        layer: an alias (``"conv4_3"``, ``"conv5_3"``, ``"fc7"``, ``"avgpool"``) or graph node
+            name, or a list of them.
+        loader: yields ``(images, labels)``; a shuffling loader is replaced by an ordered copy
+            (with a warning) so that row ``i`` is dataset item ``i``.
+        cache_dir: folder for cached features; None disables the cache.
+        device: see :func:`tlhelpers.runtime.get_device`.
+        amp: mixed precision on CUDA (part of the cache key); ignored on CPU.
+        progress: show a progress bar over batches.
+        pool: average-pool 4-D maps (True) or flatten them (False).
+        model_name: the architecture's name for aliases and the key, when passing a module.
+
+    Returns:
+        ``(features, labels)`` for one layer, or ``({layer: features}, labels)`` for a list.
+
+    Shape:
+        features: ``(N, D)`` float32 on the CPU, ``D`` the channels (pooled) or ``C*H*W``;
+        labels: ``(N,)``.
+
+    Raises:
+        LayerNotFoundError: for a layer the model lacks (the valid names are listed).
+        ValueError: for an empty layer list or an empty loader.
+    """
+    layers = [layer] if isinstance(layer, str) else list(layer)
+    if not layers:
+        raise ValueError("layer is an empty list; pass a layer name such as 'fc7'.")
+    if isinstance(model_or_name, str):
+        model_name = model_name or model_or_name
+        model = _build_model(model_or_name)
+    else:
+        model = model_or_name
+    name = _arch_name(model, model_name)
+    nodes = {lay: resolve_layer(model, lay, name) for lay in layers}
+    loader = _sequential(loader)
+    dev = get_device(device)
+    dtype = amp_dtype(dev) if amp else None
+
+    base = {
+        "model": name,
+        "weights": getattr(model, "weights_id", None) or weights_id(model),
+        "transform": _stable_repr(getattr(loader.dataset, "transform", None)),
+        "data": dataset_fingerprint(loader.dataset),
+        "pool": pool,
+        "precision": str(dtype or torch.float32),
+    }
+    keys = {lay: {**base, "layer": nodes[lay]} for lay in layers}
+    paths = {lay: _cache_path(cache_dir, name, lay, keys[lay]) for lay in layers} if cache_dir else {}
+    found: dict[str, Tensor] = {}
+    labels: Tensor | None = None
+    for lay, path in paths.items():
+        hit = _read_cache(path, keys[lay])
+        if hit is not None:
+            found[lay], labels = hit
+
+    missing = [lay for lay in layers if lay not in found]
+    if missing:
+        extractor = create_feature_extractor(model, return_nodes={nodes[lay]: lay for lay in missing}).to(dev).eval()
+        chunks: dict[str, list[Tensor]] = {lay: [] for lay in missing}
+        all_labels = []
+        with torch.inference_mode():
+            for batch in tqdm(loader, desc=f"extract {name}:{','.join(missing)}", leave=False, disable=not progress):
+                with autocast(dev, amp):
+                    outs = extractor(batch[0].to(dev, non_blocking=True))
+                for lay in missing:
+                    chunks[lay].append(_pool(outs[lay], pool).cpu())
+                all_labels.append(torch.as_tensor(batch[1]).cpu())
+        if not all_labels:
+            raise ValueError("the loader yielded no batches; check that the data set is not empty.")
+        labels = torch.cat(all_labels)
+        for lay in missing:
+            found[lay] = torch.cat(chunks[lay])
+            if lay in paths:
+                atomic_save({"key": keys[lay], "features": found[lay], "labels": labels, "complete": True}, paths[lay])
+    assert labels is not None
+    if isinstance(layer, str):
+        return found[layer], labels
+    return {lay: found[lay] for lay in layers}, labels
+
+
+def _cache_path(cache_dir: str | Path, name: str, layer: str, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{name}_{layer}")
+    return Path(cache_dir) / f"{safe}_{digest}.pt"
+
+
+def _read_cache(path: Path, key: dict[str, Any]) -> tuple[Tensor, Tensor] | None:
+    """Cached ``(features, labels)`` when the file exists, is complete and has exactly ``key``."""
+    if not path.exists():
+        return None
+    try:
+        blob = safe_load(path)
+    except CheckpointError:
+        warnings.warn(f"feature cache {path.name} is unreadable (truncated?); recomputing.", stacklevel=3)
+        return None
+    if not isinstance(blob, dict) or blob.get("key") != key or not blob.get("complete"):
+        warnings.warn(f"feature cache {path.name} was written for another model or data; recomputing.", stacklevel=3)
+        return None
+    if len(blob["features"]) != len(blob["labels"]):
+        return None
+    return blob["features"], blob["labels"]

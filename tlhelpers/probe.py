@@ -1,0 +1,214 @@
+"""Probes: small classifiers trained on cached features, in seconds.
+
+A *linear probe* measures how much of the class information a frozen layer already makes
+linearly separable. ``train_linear_probe`` trains a linear (or small MLP) head with the course's
+``fit`` on features held in memory; ``sklearn_probe`` fits scikit-learn's ``LogisticRegression``
+on the same features as an independent cross-check.
+
+Example:
+    >>> result = train_linear_probe(train_feats, train_labels, val_feats, val_labels, num_epochs=20)
+    >>> result.history["val_acc"][-1], sklearn_probe(train_feats, train_labels, val_feats, val_labels)["acc"]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tlhelpers.engine import History, evaluate, fit
+from tlhelpers.runtime import get_device
+
+_HEADS = ("linear", "mlp")
+
+
+def _check_pair(features: Tensor, labels: Tensor) -> None:
+    if features.ndim != 2:
+        raise ValueError(f"features have shape {tuple(features.shape)}, expected (N, D); flatten or pool them first.")
+    if labels.shape != (len(features),):
+        raise ValueError(f"{len(features)} feature rows but labels of shape {tuple(labels.shape)}; pass one label per row.")
+
+
+class FeatureLoader:
+    """Batches ``(features[idx], labels[idx])`` sliced straight from tensors: no per-item Python work.
+
+    Args:
+        features: one row per example.
+        labels: one class index per row.
+        batch_size: rows per batch (the last batch may be smaller).
+        shuffle: draw a new permutation every epoch.
+        seed: seed of the permutation stream, so runs repeat.
+
+    Shape:
+        features: ``(N, D)``; labels: ``(N,)``.
+
+    Raises:
+        ValueError: on mismatched shapes or a batch size below 1.
+    """
+
+    def __init__(self, features: Tensor, labels: Tensor, batch_size: int = 256, shuffle: bool = False, seed: int = 0) -> None:
+        _check_pair(features, labels)
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be at least 1.")
+        self.features, self.labels = features.float(), labels.long()
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self.features[idx], self.labels[idx]
+
+
+class Standardize(nn.Module):
+    """Subtract a fixed per-feature mean and divide by the std (stored as buffers, not trained)."""
+
+    def __init__(self, mean: Tensor, std: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float().clamp_min(1e-6))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def make_head(in_features: int, num_classes: int, kind: str = "linear", hidden: int = 256, dropout: float = 0.2) -> nn.Module:
+    """A classifier head on feature vectors: ``"linear"`` or a one-hidden-layer ``"mlp"``.
+
+    Raises:
+        ValueError: for an unknown ``kind``.
+    """
+    if kind == "linear":
+        return nn.Linear(in_features, num_classes)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+    raise ValueError(f"head kind {kind!r} is unknown; use one of {_HEADS}.")
+
+
+@dataclass
+class ProbeResult:
+    """A trained probe: ``model`` maps raw features to logits (standardization included)."""
+
+    model: nn.Module
+    history: History
+    seconds: float
+    val_acc: float | None
+
+
+def train_linear_probe(
+    train_features: Tensor,
+    train_labels: Tensor,
+    val_features: Tensor | None = None,
+    val_labels: Tensor | None = None,
+    *,
+    head: str = "linear",
+    num_classes: int | None = None,
+    hidden: int = 256,
+    num_epochs: int = 30,
+    lr: float = 5e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 64,
+    standardize: bool = True,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> ProbeResult:
+    """Train a head on fixed features with :func:`tlhelpers.engine.fit` (AdamW, cosine schedule).
+
+    Args:
+        train_features: training features; standardized with their own mean and std when
+            ``standardize`` (the statistics become part of the returned model).
+        train_labels: class indices.
+        val_features: optional validation features, evaluated after every epoch.
+        val_labels: labels of ``val_features``.
+        head: ``"linear"`` or ``"mlp"``.
+        num_classes: number of classes; ``max(label) + 1`` when None.
+        hidden: MLP width.
+        num_epochs: epochs over the training features.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        batch_size: rows per step.
+        standardize: prepend a fixed standardization layer.
+        seed: seeds the head's initialization and the batch order.
+        device: see :func:`tlhelpers.runtime.get_device`.
+        progress: show progress bars.
+
+    Returns:
+        A :class:`ProbeResult` with the model, its history, the training time and final val accuracy.
+
+    Shape:
+        train_features: ``(N, D)``; train_labels: ``(N,)``.
+
+    Raises:
+        ValueError: on mismatched shapes, an unknown head, or val features without labels.
+    """
+    from tlhelpers.schedules import warmup_cosine
+
+    _check_pair(train_features, train_labels)
+    if (val_features is None) != (val_labels is None):
+        raise ValueError("pass both val_features and val_labels, or neither.")
+    n_cls = int(num_classes if num_classes is not None else int(train_labels.max()) + 1)
+    torch.manual_seed(seed)
+    x = train_features.float()
+    layers: list[nn.Module] = [Standardize(x.mean(0), x.std(0))] if standardize else []
+    model = nn.Sequential(*layers, make_head(x.shape[1], n_cls, head, hidden))
+    train_loader = FeatureLoader(x, train_labels, batch_size, shuffle=True, seed=seed)
+    val_loader = FeatureLoader(val_features, val_labels, 1024) if val_features is not None else None
+    t0 = time.perf_counter()
+    history = fit(
+        model, train_loader, num_epochs, lr=lr, weight_decay=weight_decay, scheduler=warmup_cosine,
+        val_loader=val_loader, device=get_device(device), progress=progress, desc=f"{head} probe",
+    )
+    seconds = time.perf_counter() - t0
+    val_acc = history["val_acc"][-1] if val_loader is not None else None
+    return ProbeResult(model.cpu().eval(), history, seconds, val_acc)
+
+
+def probe_accuracy(model: nn.Module, features: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy of a probe on features (CPU)."""
+    return evaluate(model, FeatureLoader(features, labels, 1024), device="cpu")["acc"]
+
+
+def sklearn_probe(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    *,
+    C: float = 1.0,
+    max_iter: int = 2000,
+) -> dict[str, Any]:
+    """Standardize + multinomial ``LogisticRegression`` (L-BFGS), the classic linear probe.
+
+    Returns:
+        ``{"acc": test accuracy, "train_acc": ..., "seconds": fit time, "model": the fitted pipeline}``.
+
+    Raises:
+        ValueError: on mismatched shapes.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _check_pair(train_features, train_labels)
+    _check_pair(test_features, test_labels)
+    xtr, ytr = train_features.float().numpy(), train_labels.numpy()
+    t0 = time.perf_counter()
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    clf.fit(xtr, ytr)
+    seconds = time.perf_counter() - t0
+    return {
+        "acc": float(clf.score(test_features.float().numpy(), test_labels.numpy())),
+        "train_acc": float(clf.score(xtr, ytr)),
+        "seconds": seconds,
+        "model": clf,
+    }
