@@ -30,5 +30,13 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	TLH_REDUCED=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks examples
 
+# Every benchmark in MODE (reduced|full), then the README's results table from their JSON.
+MODE ?= reduced
+results: $(STAMP)
+	$(BIN)/python tools/run_benchmarks.py --mode $(MODE) $(RESULTS_ARGS)
+
+api: $(STAMP)
+	$(BIN)/python tools/gen_api.py
+
 clean-venv:
 	rm -rf $(VENV)

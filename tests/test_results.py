@@ -1,0 +1,69 @@
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tlhelpers.results import load_results, results_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_table_matches_committed_json():
+    result = subprocess.run([sys.executable, "tools/update_results.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rows_carry_paper_numbers_only_as_such(tmp_path):
+    run = {"benchmark": "domain_adaptation", "source": "mnist", "target": "mnistm", "mode": "full", "seeds": [0, 1, 2],
+           "target_acc": {"dann": {"mean": 0.8, "std": 0.01}, "mmd": {"mean": 0.7, "std": 0.02}},
+           "hardware": {"gpu": "Tesla T4"}, "date": "2026-11-29T00:00:00"}
+    (tmp_path / "da.json").write_text(json.dumps(run))
+    rows = load_results(tmp_path)
+    assert [(r.experiment, r.ours, r.paper) for r in rows] == [
+        ("dann mnist→mnistm", "80.0 ± 1.0", "76.7"), ("mmd mnist→mnistm", "70.0 ± 2.0", "")]
+    assert rows[0].hardware == "Tesla T4" and rows[0].mode == "full"
+    table = results_markdown(rows)
+    assert table.count("\n") == 3 and "| 76.7 |" in table
+
+
+def test_unknown_benchmark_is_a_clear_error(tmp_path):
+    (tmp_path / "x.json").write_text(json.dumps({"benchmark": "mystery"}))
+    with pytest.raises(ValueError, match="unknown benchmark 'mystery'"):
+        load_results(tmp_path)
+
+
+def test_failed_benchmark_keeps_old_numbers(tmp_path, monkeypatch):
+    runner = _tool("run_benchmarks")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "old.json").write_text('{"v": 1}')
+    good = tmp_path / "good.py"
+    good.write_text(f"open({str(results / 'new.json')!r}, 'w').write('{{}}')\n")
+    bad = tmp_path / "bad.py"
+    bad.write_text(f"open({str(results / 'old.json')!r}, 'w').write('half')\nraise SystemExit(3)\n")
+    monkeypatch.setattr(runner, "RESULTS", results)
+    monkeypatch.setattr(runner, "plan", lambda *a: [[str(bad)], [str(good)]])
+    monkeypatch.setattr(runner.subprocess, "run", _run_but_skip_readme(runner.subprocess.run))
+    monkeypatch.setattr(sys, "argv", ["run_benchmarks.py"])
+    assert runner.main() == 1  # the failure is reported...
+    assert (results / "old.json").read_text() == '{"v": 1}'  # ...its old numbers are restored...
+    assert (results / "new.json").exists()  # ...and the other benchmarks still ran
+
+
+def _run_but_skip_readme(real_run):
+    def run(cmd, **kw):
+        if any("update_results" in str(c) for c in cmd):
+            return subprocess.CompletedProcess(cmd, 0)
+        return real_run(cmd, **kw)
+
+    return run
