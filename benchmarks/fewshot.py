@@ -1,0 +1,203 @@
+"""Few-shot benchmark: train one method, evaluate it over test episodes, time MAML vmap vs loop.
+
+Examples:
+    python benchmarks/fewshot.py --reduced --method protonet --way 5 --shot 1
+    python benchmarks/fewshot.py --dataset omniglot --data-root /tmp/omniglot_small \\
+        --method maml --way 5 --shot 1 --iterations 2000
+
+``--data-root`` is an extracted ``alphabet/character/*.png`` tree (any Omniglot subset); without it
+the full Omniglot comes through torchvision. Classes are split into training and test characters
+by the standard protocol (1200 of 1623, or the same share of a subset) with 90-degree rotations.
+Results go to ``benchmarks/results/fewshot_<method>_<dataset>_<way>w<shot>s_<mode>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tlhelpers.fewshot.baseline import linear_probe_predict  # noqa: E402
+from tlhelpers.fewshot.conv4 import Conv4  # noqa: E402
+from tlhelpers.fewshot.evaluation import evaluate_episodes  # noqa: E402
+from tlhelpers.fewshot.maml import maml_predict, maml_step, meta_gradient, meta_gradient_autograd  # noqa: E402
+from tlhelpers.fewshot.omniglot import load_character_folder, load_omniglot, omniglot_protocol  # noqa: E402
+from tlhelpers.fewshot.protonet import protonet_predict, protonet_step  # noqa: E402
+from tlhelpers.fewshot.reptile import reptile_predict, reptile_step  # noqa: E402
+from tlhelpers.fewshot.sampler import EpisodeSampler  # noqa: E402
+from tlhelpers.fewshot.training import meta_train  # noqa: E402
+from tlhelpers.runtime import get_device, seed_everything  # noqa: E402
+
+METHODS = ("protonet", "maml", "fomaml", "reptile", "linear")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="omniglot", choices=["omniglot"])
+    p.add_argument("--data-root", default=None, help="extracted alphabet/character/*.png folder (default: torchvision Omniglot)")
+    p.add_argument("--method", default="protonet", choices=METHODS)
+    p.add_argument("--way", type=int, default=5, help="n_way at test")
+    p.add_argument("--shot", type=int, default=1, help="k_shot at test")
+    p.add_argument("--query", type=int, default=15, help="queries per class")
+    p.add_argument("--reduced", action="store_true", help="offline synthetic glyph alphabets, small sizes")
+    p.add_argument("--iterations", type=int, default=None, help="meta-training iterations (training budget)")
+    p.add_argument("--train-way", type=int, default=None, help="n_way of training episodes (ProtoNet: 60 in the paper)")
+    p.add_argument("--meta-batch", type=int, default=None, help="tasks per meta-batch (MAML/Reptile)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--inner-lr", type=float, default=None)
+    p.add_argument("--inner-steps", type=int, default=None, help="training inner steps")
+    p.add_argument("--test-inner-steps", type=int, default=None)
+    p.add_argument("--hidden", type=int, default=64, help="Conv-4 width")
+    p.add_argument("--episodes", type=int, default=600, help="test episodes")
+    p.add_argument("--timing-tasks", type=int, default=None, help="meta-batch size for the vmap-vs-loop timing")
+    p.add_argument("--timing-repeats", type=int, default=5)
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="JSON path (default under benchmarks/results/)")
+    return p.parse_args(argv)
+
+
+def load_data(args: argparse.Namespace):
+    if args.reduced:
+        from tlhelpers.data.glyphs import make_glyphs
+
+        characters = make_glyphs(n_classes=100, n_per_class=20, image_size=28, seed=args.seed)
+        return characters, "glyphs", omniglot_protocol(characters, n_train_classes=70, seed=args.seed)
+    if args.data_root is not None:
+        characters = load_character_folder(args.data_root, image_size=28)
+        return characters, f"omniglot-folder:{Path(args.data_root).name}", omniglot_protocol(characters, seed=args.seed)
+    characters = load_omniglot(image_size=28)
+    return characters, "omniglot", omniglot_protocol(characters, seed=args.seed)
+
+
+def time_meta_gradient(model, sampler, tasks, inner_lr, inner_steps, repeats, device) -> dict[str, float]:
+    """Seconds per meta-batch: functional+vmap, functional loop, plain autograd loop (median)."""
+    batch = sampler.sample_batch(tasks, torch.Generator().manual_seed(123)).to(device)
+    kw = dict(inner_lr=inner_lr, inner_steps=inner_steps)
+    fns = {
+        "vmap": lambda: meta_gradient(model, batch, vectorize=True, **kw),
+        "functional_loop": lambda: meta_gradient(model, batch, vectorize=False, **kw),
+        "autograd_loop": lambda: meta_gradient_autograd(model, batch, **kw),
+    }
+    out, grads = {}, {}
+    for name, fn in fns.items():
+        grads[name] = fn()[0]  # warm-up
+        times = []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        out[f"{name}_s"] = sorted(times)[len(times) // 2]
+    ref = grads["autograd_loop"]
+    norm = torch.sqrt(sum(r.pow(2).sum() for r in ref.values()))
+    out["vmap_rel_diff"] = float(torch.sqrt(sum((grads["vmap"][k] - ref[k]).pow(2).sum() for k in ref)) / norm)
+    out["ratio_vmap_over_autograd_loop"] = out["vmap_s"] / out["autograd_loop_s"]
+    out["tasks"] = tasks
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    seed_everything(args.seed)
+    device = get_device(args.device)
+    mode = "reduced" if args.reduced else "full"
+    characters, data_name, (train_set, test_set) = load_data(args)
+    is_maml = args.method in ("maml", "fomaml")
+    defaults = {
+        "iterations": (60 if args.reduced else 5000) if args.method != "linear" else 0,
+        "train_way": 20 if args.method == "protonet" and not args.reduced else (10 if args.method == "protonet" else args.way),
+        "meta_batch": (2 if args.reduced else 32) if args.method != "protonet" else 1,
+        "inner_lr": 0.4 if is_maml else 1e-3,
+        "inner_steps": 1 if is_maml else 5,
+        "test_inner_steps": 3 if is_maml else 10,
+        "timing_tasks": 4 if args.reduced else 32,
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.reduced:
+        args.hidden = min(args.hidden, 32)
+        args.episodes = min(args.episodes, 100)
+        args.query = min(args.query, 5)
+    n_train_query = min(args.query, 20 - args.shot)
+    train_sampler = EpisodeSampler(train_set, n_way=args.train_way, k_shot=args.shot, n_query=n_train_query, device=device)
+    test_sampler = EpisodeSampler(test_set, n_way=args.way, k_shot=args.shot, n_query=args.query, device=device)
+    print(f"data {data_name}: {characters.num_classes} characters -> {train_set.num_classes} train / {test_set.num_classes} test classes")
+
+    num_classes = args.train_way if args.method != "protonet" else None
+    model = Conv4(in_channels=1, hidden=args.hidden, num_classes=num_classes)
+    history, train_s = None, 0.0
+    t0 = time.perf_counter()
+    if args.method == "protonet":
+        history = meta_train(model, protonet_step, train_sampler, args.iterations, lr=args.lr, eval_every=max(1, args.iterations // 10), device=device)
+        predict = partial(protonet_predict, model)
+    elif is_maml:
+        step = partial(maml_step, inner_lr=args.inner_lr, inner_steps=args.inner_steps, first_order=args.method == "fomaml")
+        history = meta_train(model, step, train_sampler, args.iterations, meta_batch=args.meta_batch, lr=args.lr, eval_every=max(1, args.iterations // 10), device=device)
+        predict = partial(maml_predict, model, inner_lr=args.inner_lr, inner_steps=args.test_inner_steps)
+    elif args.method == "reptile":
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        step = partial(reptile_step, inner_steps=args.inner_steps, inner_lr=args.inner_lr)
+        history = meta_train(model, step, train_sampler, args.iterations, meta_batch=args.meta_batch, optimizer=opt,
+                             scheduler=lambda o, total: torch.optim.lr_scheduler.LambdaLR(o, lambda i: 1 - i / total),
+                             eval_every=max(1, args.iterations // 10), device=device)
+        predict = partial(reptile_predict, model, inner_steps=args.test_inner_steps, inner_lr=args.inner_lr)
+    else:  # linear: plain classifier on all training classes, then a logistic-regression head per episode
+        from torch.utils.data import DataLoader
+
+        from tlhelpers.engine import fit
+
+        model = Conv4(in_channels=1, hidden=args.hidden, num_classes=train_set.num_classes)
+        epochs = 1 if args.reduced else 10
+        fit(model, DataLoader(train_set, batch_size=64, shuffle=True), num_epochs=epochs, lr=args.lr, device=device)
+        predict = partial(linear_probe_predict, model.forward_features)
+    train_s = time.perf_counter() - t0
+    model.to(device)
+
+    result = evaluate_episodes(predict, test_sampler, num_episodes=args.episodes, seed=1)
+    print(f"{args.method} {args.way}-way {args.shot}-shot: {result}; {result.episodes_per_s:.1f} test episodes/s")
+    train_rate = args.iterations * args.meta_batch / train_s if args.iterations else float("nan")
+    print(f"training: {args.iterations} iterations in {train_s:.1f} s ({train_rate:.1f} tasks/s)")
+
+    timing_model = Conv4(in_channels=1, hidden=args.hidden, num_classes=args.way).to(device)
+    timing = time_meta_gradient(timing_model, test_sampler, args.timing_tasks, 0.4, 1, args.timing_repeats, device)
+    print(f"MAML meta-gradient, {timing['tasks']} tasks: vmap {1000 * timing['vmap_s']:.1f} ms, "
+          f"functional loop {1000 * timing['functional_loop_s']:.1f} ms, autograd loop {1000 * timing['autograd_loop_s']:.1f} ms; "
+          f"ratio vmap/autograd-loop = {timing['ratio_vmap_over_autograd_loop']:.2f} (relative grad difference {timing['vmap_rel_diff']:.1e})")
+
+    report = {
+        "config": {k: v for k, v in vars(args).items()},
+        "data": {"name": data_name, "characters": characters.num_classes, "train_classes": train_set.num_classes, "test_classes": test_set.num_classes},
+        "accuracy": result.to_dict(),
+        "training": {"seconds": train_s, "tasks_per_s": train_rate, "history": history.to_dict() if history else None},
+        "maml_meta_gradient_timing": timing,
+        "hardware": {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                     "torch": torch.__version__},
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"fewshot_{args.method}_{args.dataset}_{args.way}w{args.shot}s_{mode}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=float))
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

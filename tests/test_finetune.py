@@ -1,0 +1,99 @@
+"""Tests for tlhelpers.finetune, finetune_data and proxy_pretraining on tiny shapes data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tlhelpers import proxy_pretraining
+from tlhelpers.finetune import STRATEGIES, Strategy, prepare_model, results_table, run_strategy
+from tlhelpers.finetune_data import image_transforms, load_finetune_data
+from tlhelpers.proxy_pretraining import proxy_pretrained_state
+
+
+@pytest.fixture(scope="module")
+def loaders():
+    train, val, test = load_finetune_data(True, 16, n_per_class=4)
+    tf = image_transforms(16, train=False)
+    return (DataLoader(train.with_transform(image_transforms(16, train=True)), batch_size=8, shuffle=True),
+            DataLoader(val.with_transform(tf), batch_size=16), DataLoader(test.with_transform(tf), batch_size=16))
+
+
+@pytest.fixture(scope="module")
+def source_state():
+    torch.manual_seed(3)
+    from tlhelpers.backbones import build_classifier
+
+    return build_classifier("mini_resnet", 10, weights=None).model.state_dict()
+
+
+def test_load_finetune_data_reduced_split_and_transforms():
+    train, val, test = load_finetune_data(True, 16, n_per_class=6)
+    assert (len(train), len(val), len(test)) == (60, 20, 60) and train.num_classes == 10
+    assert not any(torch.equal(val.images[0], img) for img in train.images)
+    x = image_transforms(16, train=True)(train.images[0])
+    assert x.shape == (3, 16, 16) and x.dtype == torch.float32
+    plain = image_transforms(16, train=False, mean=(0, 0, 0), std=(1, 1, 1))(train.images[0])
+    torch.testing.assert_close(plain, train.images[0].float() / 255)
+    with pytest.raises(ValueError, match="val_fraction"):
+        load_finetune_data(True, 16, val_fraction=1.0)
+
+
+def test_prepare_model_uses_source_weights_except_for_scratch(source_state):
+    a = prepare_model(STRATEGIES[0], "mini_resnet", 3, weights=None, source_state=source_state)
+    d = prepare_model(STRATEGIES[3], "mini_resnet", 3, weights=None, source_state=source_state)
+    assert a.weights_loaded and not d.weights_loaded
+    assert torch.equal(a.model.conv1.weight, source_state["conv1.weight"])
+    assert not torch.equal(d.model.conv1.weight, source_state["conv1.weight"])
+
+
+def test_run_strategies_freeze_and_count(loaders, source_state):
+    train_loader, val_loader, test_loader = loaders
+    results = [
+        run_strategy(s, arch="mini_resnet", num_classes=10, train_loader=train_loader, val_loader=val_loader,
+                     test_loader=test_loader, num_epochs=1, weights=None, source_state=source_state, progress=False)
+        for s in STRATEGIES
+    ]
+    counts = [r.trainable_params for r in results]
+    assert counts[0] < counts[1] < counts[2] == counts[3] == results[3].total_params
+    head_only = results[0].model.state_dict()
+    for name, value in source_state.items():
+        if not name.startswith("fc."):
+            assert torch.equal(head_only[name], value), name  # weights and BN statistics
+    assert all(0 <= r.test_acc <= 1 and r.seconds_per_epoch > 0 for r in results)
+    table = results_table(results)
+    assert table.count("\n") == 5 and "(d) from scratch" in table
+    assert results[2].to_dict()["history"]["val_acc"]
+
+
+def test_discriminative_strategy_sets_group_lrs(loaders, source_state, monkeypatch):
+    seen = {}
+    real = torch.optim.AdamW
+
+    def spy(groups, *args, **kwargs):
+        seen.update({g["name"]: g["lr"] for g in groups})
+        return real(groups, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    run_strategy(Strategy("x", "x", None, backbone_lr_mult=0.1), arch="mini_resnet", num_classes=10,
+                 train_loader=loaders[0], num_epochs=1, lr=1e-2, weights=None, source_state=source_state,
+                 progress=False)
+    assert seen["fc"] == pytest.approx(1e-2) and seen["default"] == pytest.approx(1e-3)
+
+
+def test_proxy_pretraining_is_cached(tmp_path, monkeypatch):
+    kwargs = {"n_per_class": 2, "num_epochs": 1, "batch_size": 8, "root": tmp_path, "progress": False}
+    first = proxy_pretrained_state("mini_resnet", 16, **kwargs)
+    files = list((tmp_path / "checkpoints").glob("*.pt"))
+    assert len(files) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("retrained although the cache exists")
+
+    monkeypatch.setattr(proxy_pretraining, "fit", no_training)
+    second = proxy_pretrained_state("mini_resnet", 16, **kwargs)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    files[0].write_bytes(b"truncated")  # a corrupt cache is retrained, not trusted
+    with pytest.raises(AssertionError, match="retrained"):
+        proxy_pretrained_state("mini_resnet", 16, **kwargs)

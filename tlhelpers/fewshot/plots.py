@@ -1,0 +1,114 @@
+"""Figures for the few-shot chapter: an episode grid, accuracy curves, training history, prototypes.
+
+Every function returns a ``matplotlib.figure.Figure`` and shows nothing; the notebook displays it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+from torch import Tensor
+
+from tlhelpers.engine import History
+from tlhelpers.fewshot.evaluation import EvalResult
+from tlhelpers.fewshot.sampler import Episode
+
+
+def _show(ax: plt.Axes, image: Tensor) -> None:
+    img = image.detach().cpu().float()
+    ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_episode(episode: Episode, max_query: int = 5, class_names: Sequence[str] | None = None) -> Figure:
+    """One row per class: the support images, then up to ``max_query`` query images.
+
+    Args:
+        episode: a single (unstacked) episode.
+        max_query: query images shown per class.
+        class_names: names indexed by the dataset's class id (``episode.classes``).
+    """
+    n = episode.n_way
+    k = len(episode.support_y) // n
+    q = min(max_query, len(episode.query_y) // n)
+    fig, axes = plt.subplots(n, k + q, figsize=(1.1 * (k + q), 1.1 * n + 0.4), squeeze=False)
+    for c in range(n):
+        support = episode.support_x[episode.support_y == c]
+        query = episode.query_x[episode.query_y == c][:q]
+        for j, image in enumerate(list(support) + list(query)):
+            _show(axes[c, j], image)
+        label = class_names[int(episode.classes[c])] if class_names is not None else f"class {int(episode.classes[c])}"
+        axes[c, 0].set_ylabel(f"{c}: {label}", fontsize=7, rotation=0, ha="right", va="center")
+    axes[0, 0].set_title("support", fontsize=9, loc="left")
+    axes[0, k].set_title("query", fontsize=9, loc="left")
+    fig.suptitle(f"{n}-way {k}-shot episode (support | query)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_curves(
+    x: Sequence[float], curves: Mapping[str, Sequence[EvalResult]], xlabel: str, title: str = ""
+) -> Figure:
+    """Accuracy with 95 % error bars against ``x`` (shots, inner steps...), one line per method."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, results in curves.items():
+        means = [100 * r.mean for r in results]
+        errs = [100 * r.ci95 for r in results]
+        ax.errorbar(list(x)[: len(results)], means, yerr=errs, marker="o", capsize=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("query accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_meta_history(histories: Mapping[str, History]) -> Figure:
+    """Training loss and train/validation accuracy against meta-iterations, one colour per run."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for i, (label, history) in enumerate(histories.items()):
+        colour = f"C{i}"
+        its = history["iteration"]
+        ax_loss.plot(its, history["train_loss"], color=colour, label=label)
+        ax_acc.plot(its, history["train_acc"], "--", color=colour, label=f"{label} train")
+        if "val_acc" in history.keys:
+            ax_acc.plot(its, history["val_acc"], "-o", ms=3, color=colour, label=f"{label} val")
+    for ax, name in ((ax_loss, "training loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("meta-iteration")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_prototype_projection(support_emb: Tensor, support_y: Tensor, query_emb: Tensor, query_y: Tensor, protos: Tensor) -> Figure:
+    """PCA of one episode's embeddings: queries (dots), support (crosses) and prototypes (stars).
+
+    Shape:
+        support_emb: ``(N*K, D)``; query_emb: ``(N*Q, D)``; protos: ``(N, D)``.
+    """
+    all_emb = torch.cat([support_emb, query_emb, protos]).detach().cpu().double().numpy()
+    xy = PCA(n_components=2).fit_transform(all_emb)
+    s, q = len(support_emb), len(query_emb)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for c in range(len(protos)):
+        colour = f"C{c % 10}"
+        qm = np.flatnonzero(query_y.cpu().numpy() == c)
+        sm = np.flatnonzero(support_y.cpu().numpy() == c)
+        ax.scatter(xy[s + qm, 0], xy[s + qm, 1], s=12, alpha=0.5, color=colour)
+        ax.scatter(xy[sm, 0], xy[sm, 1], marker="x", s=40, color=colour)
+        ax.scatter(xy[s + q + c, 0], xy[s + q + c, 1], marker="*", s=300, color=colour, edgecolor="black", label=f"class {c}")
+    ax.set_title("prototypes (stars), support (x), queries (dots); PCA")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,99 @@
+"""Prototypical Networks (Snell et al. 2017): classify queries by distance to class means.
+
+The backbone embeds every image; the prototype of a class is the mean embedding of its support
+images, and a query's logit for a class is minus its squared Euclidean distance to that
+prototype. Training is plain cross-entropy over query logits, episode after episode, so the
+backbone learns an embedding in which the class mean is a good classifier for classes it has
+never seen.
+
+Example:
+    >>> logits = protonet_logits(backbone, episode)   # (N*Q, N)
+    >>> out = protonet_step(backbone, stack_episodes([episode]))  # fills .grad
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tlhelpers.fewshot.sampler import Episode
+
+
+def prototypes(support_emb: Tensor, support_y: Tensor, n_way: int) -> Tensor:
+    """Mean embedding of each class.
+
+    Args:
+        support_emb: support embeddings.
+        support_y: their labels in ``0..n_way-1``.
+        n_way: number of classes.
+
+    Returns:
+        One prototype per class.
+
+    Shape:
+        support_emb: ``(S, D)``; support_y: ``(S,)``; returns ``(n_way, D)``.
+
+    Raises:
+        ValueError: if a class has no support example.
+    """
+    counts = torch.bincount(support_y, minlength=n_way)
+    if len(counts) > n_way or bool((counts == 0).any()):
+        raise ValueError(f"support labels must cover each class 0..{n_way - 1} at least once; check the episode.")
+    sums = torch.zeros(n_way, support_emb.shape[1], dtype=support_emb.dtype, device=support_emb.device)
+    sums.index_add_(0, support_y, support_emb)
+    return sums / counts.unsqueeze(1).to(support_emb.dtype)
+
+
+def squared_distance_logits(query_emb: Tensor, protos: Tensor) -> Tensor:
+    """Logits ``-||q - c||^2`` of each query for each prototype.
+
+    Computed as ``2 q.c - |q|^2 - |c|^2`` (one matrix product), clamped so rounding never makes a
+    squared distance negative.
+
+    Shape:
+        query_emb: ``(Q, D)``; protos: ``(N, D)``; returns ``(Q, N)``.
+    """
+    sq = (query_emb.pow(2).sum(1, keepdim=True) + protos.pow(2).sum(1).unsqueeze(0) - 2 * query_emb @ protos.T)
+    return -sq.clamp_min(0)
+
+
+def protonet_logits(backbone: nn.Module, episode: Episode) -> Tensor:
+    """Query logits of one episode; support and query go through the backbone in one batch.
+
+    Shape:
+        returns ``(N*Q, N)``.
+    """
+    n_support = len(episode.support_y)
+    emb = backbone(torch.cat([episode.support_x, episode.query_x]))
+    protos = prototypes(emb[:n_support], episode.support_y, episode.n_way)
+    return squared_distance_logits(emb[n_support:], protos)
+
+
+def protonet_step(backbone: nn.Module, batch: Episode) -> dict[str, float]:
+    """One training step on a meta-batch: mean query cross-entropy, back-propagated into ``.grad``.
+
+    Args:
+        backbone: the embedding network.
+        batch: stacked episodes (leading task dimension), from ``EpisodeSampler.sample_batch``.
+
+    Returns:
+        ``{"loss": ..., "acc": ...}`` averaged over the tasks.
+    """
+    total_loss, correct, seen = 0.0, 0, 0
+    num_tasks = batch.num_tasks
+    for t in range(num_tasks):
+        task = batch.task(t)
+        logits = protonet_logits(backbone, task)
+        loss = F.cross_entropy(logits, task.query_y) / num_tasks
+        loss.backward()
+        total_loss += loss.item()
+        correct += int((logits.argmax(1) == task.query_y).sum())
+        seen += len(task.query_y)
+    return {"loss": total_loss, "acc": correct / seen}
+
+
+@torch.no_grad()
+def protonet_predict(backbone: nn.Module, episode: Episode) -> Tensor:
+    """Query logits without gradients, for evaluation (``evaluation.evaluate_episodes``)."""
+    return protonet_logits(backbone, episode)
