@@ -4,7 +4,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tlhelpers.checkpoint import CheckpointError
-from tlhelpers.engine import History, StepOutput, classification_step, evaluate, fit, predict, train_mode
+from tlhelpers.engine import (
+    History,
+    StepOutput,
+    classification_step,
+    evaluate,
+    fit,
+    predict,
+    train_mode,
+)
 from tlhelpers.runtime import seed_everything
 
 
