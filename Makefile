@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 # Reduced mode for `make lab` when no NVIDIA GPU is visible; override with `make lab TLH_REDUCED=0`.
 TLH_REDUCED ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 0 || echo 1)
 export PATH := $(abspath $(BIN)):$(PATH)
+# Jupyter refuses to run as root unless told; containers and some CI machines run as root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test lint unit notebooks results api clean-venv
 
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 
 lab: $(STAMP)
 	@echo "Mode: TLH_REDUCED=$(TLH_REDUCED) (1 = reduced, offline, CPU-sized; 0 = full datasets and GPU)."
-	TLH_REDUCED=$(TLH_REDUCED) $(BIN)/jupyter lab --no-browser --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	TLH_REDUCED=$(TLH_REDUCED) $(BIN)/jupyter lab --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP)
 	@$(MAKE) --no-print-directory lint unit notebooks

@@ -1,8 +1,9 @@
 """Overhead of ``tlhelpers.engine.fit`` against a bare PyTorch loop on the same model and data.
 
 Both loops train the same small CNN on the same in-memory batches with AdamW; runs alternate
-(bare, engine, bare, engine, ...) so machine noise hits both alike, and the ratio of medians is
-reported. Progress bars are on in the engine run, as students see it.
+(bare, engine, bare, engine, ...) so machine noise hits both alike. The reported overhead is the
+median over pairs of (engine time / bare time) of back-to-back runs; the ratio of the fastest runs
+is printed beside it as a check. Progress bars are on in the engine run, as students see it.
 
 Usage:
     python benchmarks/engine_overhead.py [--reduced] [--repeats 5] [--out FILE]
@@ -62,12 +63,12 @@ def engine_loop(model: nn.Module, loader: DataLoader, num_epochs: int, device: t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reduced", action="store_true", help="small sizes for a CPU (also TLH_REDUCED=1)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     reduced = args.reduced or is_reduced()
     device = get_device()
-    n, size, epochs = (512, 32, 2) if reduced else (8192, 64, 2)
+    n, size, epochs = (1024, 32, 2) if reduced else (8192, 64, 2)
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(n, 3, size, size, generator=g), torch.randint(0, 10, (n,), generator=g))
     loader = DataLoader(data, batch_size=64, shuffle=True)
@@ -82,7 +83,8 @@ def main() -> None:
             if rep > 0:
                 times[name].append(time.perf_counter() - t0)
     bare, engine = statistics.median(times["bare"]), statistics.median(times["engine"])
-    ratio = engine / bare
+    ratio = statistics.median(e / b for e, b in zip(times["engine"], times["bare"]))
+    ratio_min = min(times["engine"]) / min(times["bare"])
     result = {
         "benchmark": "engine_overhead",
         "mode": "reduced" if reduced else mode_name(),
@@ -95,13 +97,14 @@ def main() -> None:
         "median_bare_s": bare,
         "median_engine_s": engine,
         "overhead_ratio": ratio,
+        "overhead_ratio_of_fastest": ratio_min,
         "target_ratio": 1.05,
     }
     out = args.out or Path(__file__).parent / "results" / f"engine_overhead_{result['mode']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"engine_overhead mode={result['mode']} device={device} bare={bare:.2f}s engine={engine:.2f}s "
-          f"ratio={ratio:.3f} (target <= 1.05) -> {out}")
+          f"ratio={ratio:.3f} (fastest runs: {ratio_min:.3f}; target <= 1.05) -> {out}")
     sys.exit(0)
 
 

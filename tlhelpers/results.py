@@ -138,7 +138,12 @@ def _fewshot(d: dict[str, Any], src: str) -> list[ResultRow]:
     return rows
 
 
+def _no_rows(d: dict[str, Any], src: str) -> list[ResultRow]:
+    return []  # notebook run times go to the chapter table, see notebook_times()
+
+
 READERS: dict[str, Callable[[dict[str, Any], str], list[ResultRow]]] = {
+    "notebook_times": _no_rows,
     "engine_overhead": _engine,
     "finetune": _finetune,
     "features": _features,
@@ -166,6 +171,15 @@ def load_results(folder: str | Path) -> list[ResultRow]:
         rows += READERS[name](d, path.name)
     order = {"engine": "0"}
     return sorted(rows, key=lambda r: order.get(r.chapter, r.chapter))
+
+
+def notebook_times(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """Measured notebook run times by mode: ``{"reduced": {"hardware": ..., "seconds": {name: s}}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(folder).glob("notebook_times_*.json")):
+        d = json.loads(path.read_text())
+        out[d["mode"]] = {"hardware": d.get("hardware", "?"), "date": str(d.get("date", ""))[:10], "seconds": d["seconds"]}
+    return out
 
 
 def results_markdown(rows: Iterable[ResultRow]) -> str:

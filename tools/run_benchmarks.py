@@ -29,7 +29,9 @@ def plan(mode: str, data_root: str | None, omniglot_root: str | None) -> list[li
                 [b + "domain_adaptation.py", "--reduced", "--seeds", "0", "1", "2"]]
         runs += [[b + "fewshot.py", "--reduced", "--method", m, "--way", "5", "--shot", s]
                  for m in ("protonet", "maml", "fomaml", "reptile", "linear") for s in ("1", "5")]
-        return runs
+        runs += [[b + "fewshot.py", "--reduced", "--method", m, "--way", "20", "--shot", s]
+                 for m in ("protonet", "linear") for s in ("1", "5")]
+        return [*runs, [b + "notebook_times.py", "--reduced"]]
     root = ["--data-root", data_root] if data_root else []
     runs = [[b + "engine_overhead.py"], [b + "finetune.py"], [b + "features.py"]]
     runs += [[b + "domain_adaptation.py", "--source", s, "--target", t, "--seeds", "0", "1", "2", *root]
@@ -37,7 +39,7 @@ def plan(mode: str, data_root: str | None, omniglot_root: str | None) -> list[li
     omni = ["--data-root", omniglot_root] if omniglot_root else root
     runs += [[b + "fewshot.py", "--dataset", "omniglot", *omni, "--method", m, "--way", w, "--shot", s]
              for m in ("protonet", "maml") for w in ("5", "20") for s in ("1", "5")]
-    return runs
+    return [*runs, [b + "notebook_times.py"]]
 
 
 def _snapshot() -> dict[Path, bytes]:

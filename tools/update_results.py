@@ -1,4 +1,4 @@
-"""Regenerate the README's results table from ``benchmarks/results/*.json``.
+"""Regenerate the README's results and chapter tables from ``benchmarks/results/*.json``.
 
 Usage:
     python tools/update_results.py          # rewrite the table between the README's markers
@@ -8,24 +8,67 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tlhelpers.results import load_results, results_markdown  # noqa: E402
+from tlhelpers.results import load_results, notebook_times, results_markdown  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+CH_START, CH_END = "<!-- chapters:start -->", "<!-- chapters:end -->"
+RESULTS = ROOT / "benchmarks" / "results"
+
+# notebook file -> (chapter, topic, sections of the reference article)
+CHAPTERS = {
+    "00_introduction.ipynb": ("0", "what transfer learning is; setup check; a CPU mini-lab where pretraining pays off", "1-2"),
+    "01_finetuning_resnet50.ipynb": ("1", "fine-tuning ResNet-50: head only, last stage, full with discriminative LRs, from scratch", "3.1, 4.1"),
+    "02_feature_extraction_vgg16.ipynb": ("2", "frozen VGG16 / ResNet-50 features: extract once, cache, linear probes, retrieval", "3.2, 4.2"),
+    "03_domain_adaptation_dann.ipynb": ("3", "unsupervised domain adaptation: DANN with a gradient reversal layer, and MMD", "3.3, 4.3"),
+    "04a_prototypical_networks.ipynb": ("4a", "few-shot learning with Prototypical Networks", "3.4, 4.4"),
+    "04b_maml_and_reptile.ipynb": ("4b", "MAML (second and first order) and Reptile on `torch.func`", "3.4, 4.4"),
+    "05_choosing_a_strategy.ipynb": ("5", "which technique when; results; FAQ of common mistakes; libraries; open problems", "closing themes"),
+}
+
+
+def chapters_markdown() -> str:
+    times = notebook_times(RESULTS)
+    slug = re.search(r'^Repository = "https://github.com/([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+
+    def when(mode: str, name: str) -> str:
+        secs = times.get(mode, {}).get("seconds", {}).get(name)
+        return "not measured yet" if secs is None else (f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.0f} min")
+
+    def where(mode: str) -> str:
+        t = times.get(mode)
+        return f"{t['hardware']}, {t['date']}" if t else "not measured yet"
+
+    lines = [
+        f"| # | notebook | topic | article § | reduced mode ({where('reduced')}) | full mode ({where('full')}) | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")):
+        number, topic, section = CHAPTERS.get(name, ("?", "", ""))
+        badge = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+                 f"(https://colab.research.google.com/github/{slug}/blob/main/notebooks/{name})")
+        lines.append(f"| {number} | [{name[:-6]}](notebooks/{name}) | {topic} | {section} | "
+                     f"{when('reduced', name)} | {when('full', name)} | {badge} |")
+    return "\n".join(lines)
+
+
+def _replace(text: str, start: str, end: str, body: str) -> str:
+    if start not in text or end not in text:
+        raise SystemExit(f"README.md lacks the {start} / {end} markers.")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
 
 
 def render_readme(readme: str) -> str:
-    if START not in readme or END not in readme:
-        raise SystemExit(f"README.md lacks the {START} / {END} markers.")
-    table = results_markdown(load_results(ROOT / "benchmarks" / "results"))
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{table}\n{END}{tail}"
+    readme = _replace(readme, START, END, results_markdown(load_results(RESULTS)))
+    return _replace(readme, CH_START, CH_END, chapters_markdown())
 
 
 def main() -> int:
