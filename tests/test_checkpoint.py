@@ -45,3 +45,18 @@ def test_weights_only_refuses_code(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         safe_load(tmp_path / "nope.pt")
+
+
+def test_run_checkpoint_is_unique_per_config(tmp_path, monkeypatch):
+    from tlhelpers.checkpoint import run_checkpoint
+
+    monkeypatch.setenv("TLH_DATA", str(tmp_path))
+    monkeypatch.setenv("TLH_REDUCED", "0")
+    a = run_checkpoint("pets-head", lr=1e-3, num_epochs=5)
+    assert a == run_checkpoint("pets-head", num_epochs=5, lr=1e-3)  # order does not matter
+    assert a != run_checkpoint("pets-head", lr=1e-4, num_epochs=5)  # a changed setting is a new run
+    assert a.parent == tmp_path / "checkpoints" and a.name.startswith("pets-head-")
+    monkeypatch.setenv("TLH_REDUCED", "1")
+    assert a != run_checkpoint("pets-head", lr=1e-3, num_epochs=5)  # reduced and full runs never mix
+    with pytest.raises(ValueError, match="letters, digits"):
+        run_checkpoint("../evil")

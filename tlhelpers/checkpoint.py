@@ -6,6 +6,8 @@ A checkpoint is a plain dict of tensors, numbers, strings and lists, so it loads
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -62,3 +64,32 @@ def safe_load(path: str | Path, map_location: str | torch.device | None = "cpu")
             f"checkpoint {path} is unreadable ({type(exc).__name__}: truncated or corrupt); "
             "delete it to start over, or pass resume=False."
         ) from None
+
+
+def run_checkpoint(name: str, root: str | Path | None = None, **config: Any) -> Path:
+    """A checkpoint path for one training run, unique to its configuration.
+
+    Pass it as ``fit(..., checkpoint_path=run_checkpoint("pets-head-only", lr=1e-3, num_epochs=5))``:
+    rerunning the same cell after a disconnect resumes the run, while changing any setting (an
+    exercise, a new learning rate) starts a new run instead of silently resuming the old one.
+
+    Args:
+        name: a readable run name (letters, digits, ``-`` and ``_``).
+        root: the folder; default ``data_root()/checkpoints``.
+        **config: every setting that defines the run (JSON-serialisable, or with a stable ``repr``).
+
+    Returns:
+        ``<root>/<name>-<10 hex digits of the config hash>.pt``.
+
+    Raises:
+        ValueError: if ``name`` has characters that do not belong in a file name.
+    """
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"run name {name!r} must be letters, digits, '-' or '_'; e.g. 'pets-head-only'.")
+    if root is None:
+        from tlhelpers.runtime import data_root, mode_name
+
+        root = data_root() / "checkpoints"
+        config = {"mode": mode_name(), **config}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=repr).encode()).hexdigest()[:10]
+    return Path(root) / f"{name}-{digest}.pt"

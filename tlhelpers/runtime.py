@@ -146,11 +146,13 @@ def autocast(device: torch.device | str, enabled: bool = True) -> Iterator[None]
         yield
 
 
-def make_grad_scaler(device: torch.device | str, enabled: bool = True) -> torch.amp.GradScaler | None:
+def make_grad_scaler(device: torch.device | str, enabled: bool = True) -> Any:
     """A gradient scaler when training runs in fp16 on CUDA; None otherwise (bf16 and fp32 need none)."""
     if not enabled or amp_dtype(device) is not torch.float16:
         return None
-    return torch.amp.GradScaler("cuda")
+    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
+        return torch.amp.GradScaler("cuda")
+    return torch.cuda.amp.GradScaler()
 
 
 def loader_kwargs(device: torch.device | str | None = None, num_workers: int | None = None) -> dict[str, Any]:

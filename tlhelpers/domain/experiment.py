@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -95,6 +96,7 @@ def train_method(
     *,
     device: str | torch.device | None = None,
     progress: bool = True,
+    checkpoint_path: str | Path | None = None,
 ) -> RunResult:
     """Train one method on ``pair`` and score it on both test sets.
 
@@ -105,6 +107,8 @@ def train_method(
         seed: seeds the weights, the shuffles and dropout.
         device: see :func:`tlhelpers.runtime.get_device`.
         progress: show progress bars.
+        checkpoint_path: save after every epoch and resume from here (see
+            :func:`tlhelpers.checkpoint.run_checkpoint`), so a disconnect costs at most one epoch.
 
     Returns:
         The :class:`RunResult`.
@@ -148,6 +152,7 @@ def train_method(
         device=device,
         progress=progress,
         desc=method,
+        checkpoint_path=checkpoint_path,
         **kwargs,
     )
     source_acc = evaluate(model, _loader(pair.source_test, 256, 0, device, False), device=device)["acc"]

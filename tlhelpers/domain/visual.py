@@ -1,9 +1,12 @@
-"""Features and figures for the chapter: t-SNE by domain and class, sample grids, DANN curves.
+"""Features and figures for the chapter: embeddings by domain and class, sample grids, DANN curves.
+
+The 2-D embedding itself is :func:`tlhelpers.projection.embed_2d` (t-SNE or PCA), shared with
+chapters 2 and 4.
 
 Plotting functions return a matplotlib ``Figure`` and never call ``plt.show()``.
 
 Example:
-    >>> feats, labels = extract_features(model, loader)
+    >>> feats, labels = feature_vectors(model, loader)
     >>> fig = plot_training_signals({"DANN": history})
 """
 
@@ -21,7 +24,7 @@ from tlhelpers.runtime import get_device
 
 
 @torch.inference_mode()
-def extract_features(
+def feature_vectors(
     model: nn.Module, loader: Iterable[Any], *, device: str | torch.device | None = None
 ) -> tuple[Tensor, Tensor | None]:
     """``model.forward_features`` over a loader of ``(x, y)`` or ``x`` batches, in eval mode.
@@ -41,20 +44,6 @@ def extract_features(
         if isinstance(batch, (tuple, list)):
             labels.append(torch.as_tensor(batch[1]))
     return torch.cat(feats), (torch.cat(labels) if labels else None)
-
-
-def tsne_2d(features: Tensor | np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
-    """scikit-learn t-SNE of ``features`` (PCA-initialised), shape ``(N, 2)``.
-
-    Raises:
-        ValueError: if there are too few rows for the perplexity.
-    """
-    from sklearn.manifold import TSNE
-
-    x = np.asarray(features, dtype=np.float32)
-    if len(x) <= 3 * perplexity:
-        raise ValueError(f"{len(x)} points are too few for perplexity={perplexity}; pass more points or lower it.")
-    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
 
 
 def plot_domain_embedding(
