@@ -1,15 +1,29 @@
-"""Cached feature extraction vs re-extracting every epoch, plus linear probes per layer.
+"""Cached feature extraction vs the article's re-extraction every epoch, plus linear probes per layer.
 
-Measures on chapter 1's split (shapes in reduced mode, Oxford-IIIT Pet in full mode):
+Measures on chapter 1's split (shapes in reduced mode, Oxford-IIIT Pet in full mode), for ``--epochs``
+epochs of the same linear head on the same features, with validation after every epoch:
 
-1. *re-extract*: the article's way done as well as it can be: every batch of every epoch runs the frozen
-   VGG16 (eval mode, no autograd) up to ``fc7``, then one training step of a linear head.
-2. *cached, cold*: one extraction pass over the training set into an empty cache, then the same head
-   trained for the same epochs on the cached features.
-3. *cached, warm*: the same with the cache already on disk (a rerun, or a second probe).
+1. *article's way* (section 4.2, with its crashes fixed): ``feature_extractor = vgg16.features``
+   (frozen, eval mode, under ``torch.no_grad``), its output flattened (the article's 512x7x7 input at
+   224 px), a plain training loop that runs the extractor on every training batch of every epoch,
+   and an ``evaluate_classifier`` step that runs it again on every validation batch of every epoch.
+2. *cached, cold*: :func:`tlhelpers.features.extract_features` once over train and validation into an
+   empty cache (same layer ``pool5``, flattened), then :func:`tlhelpers.probe.train_linear_probe`.
+3. *cached, warm*: the same with the cache already on disk (a rerun, another head or learning rate).
 
-It also trains a linear probe (ours and scikit-learn's) on VGG16 ``conv4_3``/``conv5_3``/``fc7`` and
-ResNet-50 ``avgpool`` and records accuracy, dimension and extraction time.
+Why the cold ratio stays below 10x for 10 epochs: let E be one extraction pass (train + validation)
+and h one epoch of head training on cached features. The article pays ``10E + 10h'`` (h' >= h, its
+head step also waits for the data loader), the cold cached run ``E + 10h``, so the ratio is at most
+``10E / E = 10`` and reaches it only when ``h`` is zero. The warm run pays ``load + 10h`` and has no
+such bound: that is the ratio that grows with every rerun, and the one we report as the headline.
+
+Before timing, one untimed warm-up builds an optimizer (torch imports its compiler stack on the
+first one, about a second, once per process) and runs the extractor on one batch, so neither
+pipeline is charged for one-time start-up costs.
+
+It also trains linear probes (ours and scikit-learn's) on VGG16 ``conv4_3``/``conv5_3``/``fc7``,
+ResNet-50 ``avgpool`` and, in reduced mode, the proxy-pretrained and random ``mini_resnet``
+(see :mod:`tlhelpers.proxy_pretraining`), with accuracy, dimension and extraction time.
 
 Usage:
     python benchmarks/features.py [--reduced] [--epochs 10] [--out FILE]
@@ -26,35 +40,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision.models.feature_extraction import create_feature_extractor
 
-from tlhelpers.backbones import build_classifier
-from tlhelpers.engine import fit
-from tlhelpers.features import extract_features, resolve_layer
+from tlhelpers.backbones import build_classifier, load_backbone_state
+from tlhelpers.features import extract_features
 from tlhelpers.finetune_data import image_transforms, load_finetune_data
-from tlhelpers.probe import FeatureLoader, make_head, sklearn_probe, train_linear_probe
+from tlhelpers.probe import make_head, sklearn_probe, train_linear_probe
+from tlhelpers.proxy_pretraining import proxy_pretrained_state
 from tlhelpers.runtime import get_device, is_reduced, loader_kwargs, mode_name, seed_everything
 
-
-class ReExtractHead(nn.Module):
-    """A head that runs the frozen backbone on raw images in every forward (the article's way)."""
-
-    def __init__(self, extractor: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.extractor = extractor.requires_grad_(False)
-        self.head = head
-
-    def train(self, mode: bool = True) -> ReExtractHead:
-        super().train(mode)
-        self.extractor.eval()  # a frozen backbone keeps dropout off
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            feats = self.extractor(x)["fc7"].float()
-        return self.head(feats)
+#: Chapter 1's proxy pretraining (its notebook and benchmark use it), so the cached weights are shared.
+PROXY_PRETRAIN = {"n_per_class": 500, "num_epochs": 10, "lr": 3e-3}
 
 
 def sync(device: torch.device) -> None:
@@ -62,14 +60,44 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def article_way(
+    feature_extractor: nn.Module, classifier: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
+    num_epochs: int, lr: float, device: torch.device,
+) -> float:
+    """The article's loop, fixed: the frozen extractor runs on every batch of every epoch. Returns val acc."""
+    feature_extractor.to(device).eval().requires_grad_(False)
+    classifier.to(device)
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr)
+    acc = 0.0
+    for _ in range(num_epochs):
+        classifier.train()  # train_classifier(...)
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            with torch.no_grad():
+                feats = feature_extractor(x).flatten(1)
+            loss = F.cross_entropy(classifier(feats), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        classifier.eval()  # evaluate_classifier(...): the extractor runs over the validation set again
+        correct = seen = 0
+        with torch.no_grad():
+            for x, y in val_loader:
+                x, y = x.to(device), y.to(device)
+                correct += int((classifier(feature_extractor(x).flatten(1)).argmax(1) == y).sum())
+                seen += len(y)
+        acc = correct / seen
+    return acc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reduced", action="store_true", help="offline shapes, small sizes (also set by TLH_REDUCED=1)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--n-per-class", type=int, default=20)
+    parser.add_argument("--n-per-class", type=int, default=40, help="reduced mode: train and test images per class")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     reduced = args.reduced or is_reduced()
@@ -78,69 +106,111 @@ def main() -> None:
     device = get_device()
     seed_everything(0)
 
-    train_set, _, test_set = load_finetune_data(reduced, image_size, n_per_class=args.n_per_class, progress=False)
+    train_set, val_set, test_set = load_finetune_data(reduced, image_size, n_per_class=args.n_per_class, progress=False)
     transform = image_transforms(image_size, train=False)
     kw = loader_kwargs(device)
-    train_loader = DataLoader(train_set.with_transform(transform), batch_size=args.batch_size, shuffle=False, **kw)
-    test_loader = DataLoader(test_set.with_transform(transform), batch_size=args.batch_size, shuffle=False, **kw)
+    ordered = {name: DataLoader(ds.with_transform(transform), batch_size=args.batch_size, shuffle=False, **kw)
+               for name, ds in {"train": train_set, "val": val_set, "test": test_set}.items()}
+    shuffled = DataLoader(train_set.with_transform(transform), batch_size=args.batch_size, shuffle=True, **kw)
     num_classes = train_set.num_classes
     built = build_classifier("vgg16", num_classes=1000)
     vgg = built.model.eval()
+    with torch.no_grad():
+        dim = vgg.features(next(iter(ordered["train"]))[0][:1]).numel()
 
-    # 1. Re-extract every epoch: the frozen network runs inside every training step.
+    # Untimed warm-up of one-time costs (compiler-stack import in the first optimizer, lazy init).
+    torch.optim.AdamW(make_head(dim, num_classes).parameters())
+    with torch.no_grad():
+        vgg.features.to(device)(next(iter(ordered["train"]))[0].to(device))
+
+    # 1. The article's way.
     torch.manual_seed(0)
-    extractor = create_feature_extractor(vgg, {resolve_layer(vgg, "fc7", "vgg16"): "fc7"})
-    shuffled = DataLoader(train_set.with_transform(transform), batch_size=args.batch_size, shuffle=True, **kw)
     sync(device)
     t0 = time.perf_counter()
-    fit(ReExtractHead(extractor, make_head(4096, num_classes)), shuffled, args.epochs, lr=args.lr, device=device, progress=False)
+    article_acc = article_way(vgg.features, make_head(dim, num_classes), shuffled, ordered["val"], args.epochs, args.lr, device)
     sync(device)
-    reextract_s = time.perf_counter() - t0
+    article_s = time.perf_counter() - t0
 
-    # 2. and 3. Cached: extract once (cold), train the same head; then again with the cache on disk (warm).
-    times = {}
+    # 2. and 3. Cached: extract train + val once into an empty cache (cold), then again from disk (warm).
+    times, accs, parts = {}, {}, {}
     with tempfile.TemporaryDirectory() as cache_dir:
         for run in ("cold", "warm"):
             sync(device)
             t0 = time.perf_counter()
-            feats, labels = extract_features(vgg, "fc7", train_loader, cache_dir=cache_dir, device=device, model_name="vgg16", progress=False)
-            torch.manual_seed(0)
-            fit(make_head(4096, num_classes), FeatureLoader(feats, labels, args.batch_size, shuffle=True), args.epochs,
-                lr=args.lr, device=device, progress=False)
+            (ftr, ytr), (fva, yva) = (
+                extract_features(vgg, "pool5", ordered[s], cache_dir=cache_dir, device=device, model_name="vgg16",
+                                 pool=False, progress=False) for s in ("train", "val"))
+            sync(device)
+            t1 = time.perf_counter()
+            probe = train_linear_probe(ftr, ytr, fva, yva, num_classes=num_classes, num_epochs=args.epochs,
+                                       lr=args.lr, batch_size=args.batch_size, device=device)
             sync(device)
             times[run] = time.perf_counter() - t0
+            parts[run] = {"features": round(t1 - t0, 3), "head_training": round(time.perf_counter() - t1, 3)}
+            accs[run] = probe.val_acc
 
     # Probes per layer, extraction timed per model (all its layers in one pass, train + test).
+    models = [("vgg16", vgg, ["conv4_3", "conv5_3", "fc7"], built.weights_loaded)]
+    resnet = build_classifier("resnet50", num_classes=1000)
+    models.append(("resnet50", resnet.model.eval(), ["avgpool"], resnet.weights_loaded))
+    if reduced:  # a genuinely pretrained stand-in next to the random-init torchvision models
+        for pretrained in (True, False):
+            torch.manual_seed(0)
+            mini = build_classifier("mini_resnet", num_classes=10, weights=None).model
+            if pretrained:
+                load_backbone_state(mini, proxy_pretrained_state("mini_resnet", image_size, progress=False, **PROXY_PRETRAIN))
+            models.append(("mini_resnet" + ("" if pretrained else " (random)"), mini.eval(), ["layer3", "avgpool"], pretrained))
     probes = []
-    for name, layers in (("vgg16", ["conv4_3", "conv5_3", "fc7"]), ("resnet50", ["avgpool"])):
-        model = vgg if name == "vgg16" else build_classifier(name, num_classes=1000).model.eval()
+    for name, model, layers, weights_loaded in models:
+        arch = name.split()[0]
         sync(device)
         t0 = time.perf_counter()
-        ftr, ytr = extract_features(model, layers, train_loader, device=device, model_name=name, progress=False)
-        fte, yte = extract_features(model, layers, test_loader, device=device, model_name=name, progress=False)
+        ftr, ytr = extract_features(model, layers, ordered["train"], device=device, model_name=arch, progress=False)
+        fte, yte = extract_features(model, layers, ordered["test"], device=device, model_name=arch, progress=False)
         sync(device)
         extract_s = time.perf_counter() - t0
         for layer in layers:
             ours = train_linear_probe(ftr[layer], ytr, fte[layer], yte, num_classes=num_classes, num_epochs=30, device=device)
             ref = sklearn_probe(ftr[layer], ytr, fte[layer], yte, C=0.1, max_iter=300)
             probes.append({
-                "model": name, "layer": layer, "dim": int(ftr[layer].shape[1]), "extract_seconds_model": round(extract_s, 3),
+                "model": name, "layer": layer, "pretrained": weights_loaded, "dim": int(ftr[layer].shape[1]),
+                "extract_seconds_model": round(extract_s, 3),
                 "linear_probe_acc": round(ours.val_acc, 4), "linear_probe_seconds": round(ours.seconds, 3),
                 "sklearn_acc": round(ref["acc"], 4), "sklearn_seconds": round(ref["seconds"], 3),
             })
 
+    speedup = {"cold": round(article_s / times["cold"], 2), "warm": round(article_s / times["warm"], 2)}
+    # The bound assumes the article's epoch costs one extraction pass plus one head epoch; we measure both.
+    extract_pass, head_s = parts["cold"]["features"], parts["cold"]["head_training"]
+    bound = round((args.epochs * extract_pass + head_s) / (extract_pass + head_s), 2)
+    article_epoch = article_s / args.epochs
     result = {
         "benchmark": "features", "mode": mode,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "image_size": image_size,
-                   "train_images": len(train_set), "test_images": len(test_set), "num_classes": num_classes,
-                   "weights_loaded": built.weights_loaded, "layer": "fc7", "head": "linear 4096->classes"},
+                   "train_images": len(train_set), "val_images": len(val_set), "test_images": len(test_set),
+                   "num_classes": num_classes, "weights_loaded": built.weights_loaded,
+                   "proxy_pretrain": PROXY_PRETRAIN if reduced else None,
+                   "layer": "pool5 flattened (vgg16.features, the article's extractor)", "head": f"linear {dim}->classes"},
         "hardware": {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                      "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                      "python": platform.python_version(), "torch": torch.__version__},
-        "seconds": {"reextract_every_epoch": round(reextract_s, 3), "cached_cold": round(times["cold"], 3),
+        "seconds": {"article_reextract_every_epoch": round(article_s, 3), "cached_cold": round(times["cold"], 3),
                     "cached_warm": round(times["warm"], 3)},
-        "speedup": {"cold": round(reextract_s / times["cold"], 2), "warm": round(reextract_s / times["warm"], 2)},
+        "seconds_parts": parts,
+        "val_acc": {"article": round(article_acc, 4), "cached_cold": round(accs["cold"], 4), "cached_warm": round(accs["warm"], 4)},
+        "speedup": speedup,
+        "note": (
+            f"Both pipelines train the same linear head for {args.epochs} epochs with validation every epoch. "
+            f"The cold ratio is bounded: with E one extraction pass (train + val) and h one head epoch, "
+            f"article / cold = ({args.epochs}E + {args.epochs}h) / (E + {args.epochs}h) < {args.epochs}. "
+            f"Measured: E = {extract_pass:.2f}s (our extraction pass), {args.epochs}h = {head_s:.2f}s, so the bound "
+            f"is {bound}x; the article's loop took {article_epoch:.2f}s per epoch (its pass under no_grad on a "
+            f"shuffled loader, plus the head step, on a shared CPU), so a measured cold ratio near or slightly above "
+            f"{args.epochs}x reflects that per-epoch difference and timing noise, not a free head. The warm ratio "
+            f"(cache on disk: every rerun, other heads, other learning rates) has no such bound and is the one that "
+            f"meets the >= 10x target; the first run must pay one extraction, the floor for any method that needs the features."
+        ),
         "probes": probes,
     }
     out = args.out or Path(__file__).parent / "results" / f"features_{mode}.json"
@@ -148,9 +218,11 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     best = max(probes, key=lambda p: p["linear_probe_acc"])
     print(
-        f"features[{mode}] {args.epochs} epochs: re-extract {reextract_s:.1f}s, cached cold {times['cold']:.1f}s "
-        f"({result['speedup']['cold']:.1f}x), warm {times['warm']:.2f}s ({result['speedup']['warm']:.0f}x); "
-        f"best probe {best['model']}:{best['layer']} {best['linear_probe_acc']:.3f} -> {out}"
+        f"features[{mode}] {args.epochs} epochs: article's way {article_s:.1f}s, cached cold {times['cold']:.2f}s "
+        f"({speedup['cold']:.1f}x; bound with equal passes {bound:.1f}x, article epoch {article_epoch:.2f}s vs "
+        f"extraction pass {extract_pass:.2f}s), warm {times['warm']:.2f}s ({speedup['warm']:.0f}x); "
+        f"head training {parts['warm']['head_training']:.2f}s; best probe {best['model']}:{best['layer']} "
+        f"{best['linear_probe_acc']:.3f} -> {out}"
     )
 
 

@@ -28,13 +28,14 @@ from torch.utils.data import DataLoader
 
 from tlhelpers.finetune import STRATEGIES, results_table, run_strategy
 from tlhelpers.finetune_data import image_transforms, load_finetune_data
-from tlhelpers.proxy_pretraining import proxy_pretrained_state
+from tlhelpers.proxy_pretraining import proxy_pretrained_state, source_accuracy
 from tlhelpers.runtime import get_device, loader_kwargs, seed_everything
 
 FULL = {"arch": "resnet50", "image_size": 224, "num_epochs": 8, "batch_size": 64, "lr": 1e-3,
         "crop_scale": [0.35, 1.0], "n_per_class": None, "pretrain": None}
 REDUCED = {"arch": "mini_resnet", "image_size": 32, "num_epochs": 8, "batch_size": 32, "lr": 2e-3,
-           "crop_scale": [0.7, 1.0], "n_per_class": 60, "pretrain": {"n_per_class": 300, "num_epochs": 3}}
+           "crop_scale": [0.7, 1.0], "n_per_class": 100,
+           "pretrain": {"n_per_class": 500, "num_epochs": 10, "lr": 3e-3}}
 
 
 def main() -> None:
@@ -69,6 +70,7 @@ def main() -> None:
         t0 = time.perf_counter()
         source_state = proxy_pretrained_state(config["arch"], size, seed=args.seed, progress=False, **config["pretrain"])
         config["pretrain_seconds"] = round(time.perf_counter() - t0, 1)
+        config["pretrain_source_test_acc"] = source_accuracy(source_state, config["arch"], size, seed=args.seed)
 
     results = [
         run_strategy(

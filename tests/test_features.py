@@ -166,3 +166,19 @@ def test_resnet50_avgpool_is_the_pooled_last_stage():
     with torch.no_grad():
         expected = nn.Sequential(*list(resnet.children())[:-1])(x).flatten(1)
     torch.testing.assert_close(pooled, expected)
+
+
+def test_mini_resnet_stage_aliases_are_the_stage_outputs():
+    from tlhelpers.mini_resnet import mini_resnet
+
+    x, batches = two_images()
+    torch.manual_seed(0)
+    model = mini_resnet(10).eval()
+    assert {"layer3", "avgpool"} <= set(valid_layers(model))
+    feats, _ = extract_features(model, ["layer3", "avgpool"], batches, progress=False)
+    with torch.no_grad():
+        stem = model.relu(model.bn1(model.conv1(x)))
+        layer3 = model.layer3(model.layer2(model.layer1(stem)))
+        pooled = model.layer4(layer3).mean(dim=(2, 3))
+    torch.testing.assert_close(feats["layer3"], layer3.mean(dim=(2, 3)))
+    torch.testing.assert_close(feats["avgpool"], pooled)

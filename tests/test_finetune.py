@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from tlhelpers import proxy_pretraining
 from tlhelpers.finetune import STRATEGIES, Strategy, prepare_model, results_table, run_strategy
 from tlhelpers.finetune_data import image_transforms, load_finetune_data
-from tlhelpers.proxy_pretraining import proxy_pretrained_state
+from tlhelpers.proxy_pretraining import SOURCE_CLASSES, proxy_pretrained_state, source_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +97,17 @@ def test_proxy_pretraining_is_cached(tmp_path, monkeypatch):
     files[0].write_bytes(b"truncated")  # a corrupt cache is retrained, not trusted
     with pytest.raises(AssertionError, match="retrained"):
         proxy_pretrained_state("mini_resnet", 16, **kwargs)
+
+
+def test_source_accuracy_matches_a_manual_count(source_state):
+    from tlhelpers.backbones import build_classifier
+    from tlhelpers.data.shapes import make_shapes
+
+    acc = source_accuracy(source_state, "mini_resnet", 16, n_per_class=3, seed=1)
+    model = build_classifier("mini_resnet", 10, weights=None).model
+    model.load_state_dict(source_state)
+    model.eval()
+    test = make_shapes("test", 3, 16, class_ids=SOURCE_CLASSES, seed=1).with_transform(image_transforms(16, train=False))
+    with torch.no_grad():
+        correct = sum(int(model(x[None]).argmax(1).item() == y) for x, y in test)
+    assert acc == pytest.approx(correct / len(test))

@@ -5,6 +5,7 @@ import torch
 
 from tlhelpers.probe import (
     FeatureLoader,
+    cpu_threads,
     make_head,
     probe_accuracy,
     sklearn_probe,
@@ -70,3 +71,12 @@ def test_bad_input_raises():
         train_linear_probe(x, y, x)
     with pytest.raises(ValueError, match="unknown"):
         make_head(4, 2, kind="transformer")
+
+
+def test_cpu_threads_sets_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with cpu_threads(1, torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(None, torch.device("cpu")):
+        assert torch.get_num_threads() == before

@@ -44,8 +44,12 @@ LAYER_ALIASES: dict[str, dict[str, str]] = {
         "layer1": "layer1.2.relu_2", "layer2": "layer2.3.relu_2", "layer3": "layer3.5.relu_2",
         "layer4": "layer4.2.relu_2", "avgpool": "avgpool", "logits": "fc",
     },
+    "mini_resnet": {  # one BasicBlock per stage: its output is the block's last ReLU
+        "layer1": "layer1.0.relu_1", "layer2": "layer2.0.relu_1", "layer3": "layer3.0.relu_1",
+        "layer4": "layer4.0.relu_1", "avgpool": "avgpool", "logits": "fc",
+    },
 }
-_ARCH_BY_CLASS = {"VGG": "vgg16", "ResNet": "resnet50"}
+_ARCH_BY_CLASS = {"VGG": "vgg16", "ResNet": "resnet50", "MiniResNet": "mini_resnet"}
 
 
 class LayerNotFoundError(ValueError):

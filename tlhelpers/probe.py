@@ -5,6 +5,11 @@ linearly separable. ``train_linear_probe`` trains a linear (or small MLP) head w
 ``fit`` on features held in memory; ``sklearn_probe`` fits scikit-learn's ``LogisticRegression``
 on the same features as an independent cross-check.
 
+Speed: ten epochs of a linear head on a few hundred rows take tens of milliseconds on one CPU
+thread. Two costs can hide that: several threads fighting over shared cores for microsecond-sized
+products (probes train on one thread, see :func:`cpu_threads`), and the first optimizer built in
+a process, which imports torch's compiler stack once (about a second; later probes skip it).
+
 Example:
     >>> result = train_linear_probe(train_feats, train_labels, val_feats, val_labels, num_epochs=20)
     >>> result.history["val_acc"][-1], sklearn_probe(train_feats, train_labels, val_feats, val_labels)["acc"]
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +75,25 @@ class FeatureLoader:
             yield self.features[idx], self.labels[idx]
 
 
+@contextmanager
+def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
+    """Use ``n`` intra-op CPU threads inside the block (nothing changes on a GPU or when ``n`` is None).
+
+    A linear head on a few hundred rows does matrix products of a few microseconds, too small to
+    split across threads: extra threads only add synchronisation, and on a CPU shared with other
+    work each step can wait milliseconds for a busy core. One thread is the fast choice for probes.
+    """
+    before = torch.get_num_threads()
+    if n is None or device.type != "cpu" or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class Standardize(nn.Module):
     """Subtract a fixed per-feature mean and divide by the std (stored as buffers, not trained)."""
 
@@ -121,6 +146,7 @@ def train_linear_probe(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = False,
+    threads: int | None = 1,
 ) -> ProbeResult:
     """Train a head on fixed features with :func:`tlhelpers.engine.fit` (AdamW, cosine schedule).
 
@@ -141,6 +167,7 @@ def train_linear_probe(
         seed: seeds the head's initialization and the batch order.
         device: see :func:`tlhelpers.runtime.get_device`.
         progress: show progress bars.
+        threads: CPU threads while training (see :func:`cpu_threads`); None keeps torch's setting.
 
     Returns:
         A :class:`ProbeResult` with the model, its history, the training time and final val accuracy.
@@ -163,11 +190,13 @@ def train_linear_probe(
     model = nn.Sequential(*layers, make_head(x.shape[1], n_cls, head, hidden))
     train_loader = FeatureLoader(x, train_labels, batch_size, shuffle=True, seed=seed)
     val_loader = FeatureLoader(val_features, val_labels, 1024) if val_features is not None else None
+    dev = get_device(device)
     t0 = time.perf_counter()
-    history = fit(
-        model, train_loader, num_epochs, lr=lr, weight_decay=weight_decay, scheduler=warmup_cosine,
-        val_loader=val_loader, device=get_device(device), progress=progress, desc=f"{head} probe",
-    )
+    with cpu_threads(threads, dev):
+        history = fit(
+            model, train_loader, num_epochs, lr=lr, weight_decay=weight_decay, scheduler=warmup_cosine,
+            val_loader=val_loader, device=dev, progress=progress, desc=f"{head} probe",
+        )
     seconds = time.perf_counter() - t0
     val_acc = history["val_acc"][-1] if val_loader is not None else None
     return ProbeResult(model.cpu().eval(), history, seconds, val_acc)
@@ -175,7 +204,8 @@ def train_linear_probe(
 
 def probe_accuracy(model: nn.Module, features: Tensor, labels: Tensor) -> float:
     """Top-1 accuracy of a probe on features (CPU)."""
-    return evaluate(model, FeatureLoader(features, labels, 1024), device="cpu")["acc"]
+    with cpu_threads(1, torch.device("cpu")):
+        return evaluate(model, FeatureLoader(features, labels, 1024), device="cpu")["acc"]
 
 
 def sklearn_probe(
@@ -198,13 +228,15 @@ def sklearn_probe(
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     _check_pair(train_features, train_labels)
     _check_pair(test_features, test_labels)
     xtr, ytr = train_features.float().numpy(), train_labels.numpy()
     t0 = time.perf_counter()
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    clf.fit(xtr, ytr)
+    with threadpool_limits(1):  # small BLAS calls: one thread, as for our probes (see cpu_threads)
+        clf.fit(xtr, ytr)
     seconds = time.perf_counter() - t0
     return {
         "acc": float(clf.score(test_features.float().numpy(), test_labels.numpy())),

@@ -51,6 +51,7 @@ def embed_2d(
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is unknown; use one of {_METHODS}.")
@@ -65,7 +66,9 @@ def embed_2d(
         x = PCA(n_components=min(50, len(x) - 1), random_state=seed).fit_transform(x)
     perp = min(perplexity, max(1.0, (len(x) - 1) / 3))
     tsne = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed)
-    return tsne.fit_transform(x).astype(np.float32)
+    # A few thousand points: OpenMP threads mostly wait on each other (badly so on a shared CPU).
+    with threadpool_limits(1 if len(x) <= 2000 else None):
+        return tsne.fit_transform(x).astype(np.float32)
 
 
 def scatter_2d(

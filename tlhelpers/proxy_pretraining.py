@@ -7,12 +7,16 @@ weights, we pretrain the same architecture on a *different but related* task, sh
 classes, which is what ImageNet and Oxford-IIIT Pet share on a larger scale.
 
 The result is cached under ``data_root()/checkpoints/`` (written atomically, loaded with
-``weights_only=True``), so only the first run pays for it.
+``weights_only=True``), so only the first run pays for it. The defaults are a quick pretraining;
+the shapes' random colours make the task hard, so a backbone worth fine-tuning needs more
+(chapter 1 uses 500 images per class, 10 epochs, ``lr=3e-3``: about 75-80 % on held-out source
+images, see :func:`source_accuracy`).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 
 from torch import Tensor
@@ -20,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from tlhelpers.backbones import build_classifier
 from tlhelpers.checkpoint import CheckpointError, atomic_save, safe_load
-from tlhelpers.engine import fit
+from tlhelpers.engine import evaluate, fit
 from tlhelpers.finetune_data import image_transforms
 from tlhelpers.runtime import data_root, loader_kwargs, seed_everything
 from tlhelpers.schedules import warmup_cosine
@@ -33,9 +37,9 @@ def proxy_pretrained_state(
     arch: str,
     image_size: int,
     *,
-    n_per_class: int = 60,
-    num_epochs: int = 3,
-    lr: float = 2e-3,
+    n_per_class: int = 500,
+    num_epochs: int = 10,
+    lr: float = 3e-3,
     batch_size: int = 64,
     seed: int = 0,
     root: str | Path | None = None,
@@ -81,3 +85,34 @@ def proxy_pretrained_state(
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_save(state, path)
     return state
+
+
+def source_accuracy(
+    state: Mapping[str, Tensor],
+    arch: str,
+    image_size: int,
+    *,
+    n_per_class: int = 50,
+    seed: int = 0,
+) -> float:
+    """Test accuracy of a proxy-pretrained state dict on held-out images of its own task (classes 10-19).
+
+    A quick check that the stand-in for ImageNet learned something before we fine-tune from it.
+
+    Args:
+        state: what :func:`proxy_pretrained_state` returned (head of 10 classes included).
+        arch: the architecture it was trained with.
+        image_size: the image size it was trained at.
+        n_per_class: test images per source class.
+        seed: seed of the shapes (the ``"test"`` split never overlaps the training images).
+
+    Returns:
+        Accuracy in [0, 1]; chance is 0.1.
+    """
+    from tlhelpers.data.shapes import make_shapes
+
+    model = build_classifier(arch, len(SOURCE_CLASSES), weights=None).model
+    model.load_state_dict(state)
+    test = make_shapes("test", n_per_class, image_size, class_ids=SOURCE_CLASSES, seed=seed)
+    loader = DataLoader(test.with_transform(image_transforms(image_size, train=False)), batch_size=256)
+    return float(evaluate(model, loader)["acc"])
