@@ -130,7 +130,7 @@ def _fewshot(d: dict[str, Any], src: str) -> list[ResultRow]:
         f"{100 * acc['mean']:.1f} ± {100 * acc['ci95']:.1f}", _paper(("fewshot", c["method"], str(c["way"]), str(c["shot"])), mode),
         name, mode, _hardware(d.get("hardware")), str(d.get("date", ""))[:10], src)]
     timing = d.get("maml_meta_gradient_timing")
-    if timing and c["method"] in ("maml", "fomaml"):
+    if timing and c["method"] == "maml" and str(c["shot"]) == "1":  # one timing row per data set
         rows.append(ResultRow(
             "4", f"MAML meta-batch of {timing.get('tasks', '?')} tasks: vmap vs per-task autograd loop", "time ratio",
             f"{timing['ratio_vmap_over_autograd_loop']:.2f}", "", name, mode, _hardware(d.get("hardware")),

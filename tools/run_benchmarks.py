@@ -27,10 +27,11 @@ def plan(mode: str, data_root: str | None, omniglot_root: str | None) -> list[li
     if mode == "reduced":
         runs = [[b + "engine_overhead.py", "--reduced"], [b + "finetune.py", "--reduced"], [b + "features.py", "--reduced"],
                 [b + "domain_adaptation.py", "--reduced", "--seeds", "0", "1", "2"]]
-        runs += [[b + "fewshot.py", "--reduced", "--method", m, "--way", "5", "--shot", s]
-                 for m in ("protonet", "maml", "fomaml", "reptile", "linear") for s in ("1", "5")]
-        runs += [[b + "fewshot.py", "--reduced", "--method", m, "--way", "20", "--shot", s]
-                 for m in ("protonet", "linear") for s in ("1", "5")]
+        # 600 test episodes (the protocol) where evaluation is cheap; MAML/Reptile adapt per episode.
+        runs += [[b + "fewshot.py", "--reduced", "--method", m, "--way", w, "--shot", s,
+                  *(["--episodes", "600"] if m in ("protonet", "linear") else [])]
+                 for m in ("protonet", "maml", "fomaml", "reptile", "linear") for w in ("5", "20") for s in ("1", "5")
+                 if w == "5" or m in ("protonet", "linear")]
         return [*runs, [b + "notebook_times.py", "--reduced"]]
     root = ["--data-root", data_root] if data_root else []
     runs = [[b + "engine_overhead.py"], [b + "finetune.py"], [b + "features.py"]]
