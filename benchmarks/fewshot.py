@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inner-steps", type=int, default=None, help="training inner steps")
     p.add_argument("--test-inner-steps", type=int, default=None)
     p.add_argument("--hidden", type=int, default=64, help="Conv-4 width")
-    p.add_argument("--episodes", type=int, default=600, help="test episodes")
+    p.add_argument("--episodes", type=int, default=None, help="test episodes (default 600; 100 in reduced mode)")
     p.add_argument("--timing-tasks", type=int, default=None, help="meta-batch size for the vmap-vs-loop timing")
     p.add_argument("--timing-repeats", type=int, default=5)
     p.add_argument("--device", default=None)
@@ -129,9 +129,10 @@ def main(argv: list[str] | None = None) -> dict:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.episodes is None:
+        args.episodes = 100 if args.reduced else 600
     if args.reduced:
         args.hidden = min(args.hidden, 32)
-        args.episodes = min(args.episodes, 100)
         args.query = min(args.query, 5)
     n_train_query = min(args.query, 20 - args.shot)
     train_sampler = EpisodeSampler(train_set, n_way=args.train_way, k_shot=args.shot, n_query=n_train_query, device=device)
