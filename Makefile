@@ -33,8 +33,11 @@ NO_TESTS_OK := rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests h
 unit: $(STAMP)
 	$(PYTEST) tests; $(NO_TESTS_OK)
 
+# nbval reads a kernel's output only after each cell ends; a long cell's stream of progress-bar
+# updates can overflow the kernel's message queue (ZMQ drops past 1000 queued messages) and lose
+# the cell's final status message, a flaky "Timeout ... waiting for output". Redraw bars every 10 s.
 notebooks: $(STAMP)
-	$(PYTEST) --nbval-lax --nbval-current-env notebooks examples; $(NO_TESTS_OK)
+	TQDM_MININTERVAL=10 $(PYTEST) --nbval-lax --nbval-current-env notebooks examples; $(NO_TESTS_OK)
 
 # Every benchmark in MODE (reduced|full), then the README's results table from their JSON.
 MODE ?= reduced
