@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tlhelpers.checkpoint import atomic_save
 from tlhelpers.data.digits import DIGIT_CLASSES, blend_with_photos, sample_photos
-from tlhelpers.data.tensor_cache import write_atomic
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
 
 _SPLIT_IDS = {"train": 0, "test": 1}
@@ -84,5 +84,5 @@ def build_mnistm(
     digits = mnist.data.to(torch.uint8)
     images = blend_with_photos(digits, photos, generator)
     labels = torch.as_tensor(mnist.targets, dtype=torch.int64)
-    write_atomic(cache, {"key": key, "images": images, "labels": labels})
+    atomic_save({"key": key, "images": images, "labels": labels}, cache)
     return ImageTensorDataset(images, labels, list(DIGIT_CLASSES))

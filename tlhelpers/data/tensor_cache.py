@@ -8,8 +8,6 @@ with another key recomputes, and a truncated or corrupt file is recomputed with 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tlhelpers.checkpoint import atomic_save
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
 
 _FORMAT = 1
@@ -68,24 +67,6 @@ def _read_cache(path: Path, key: dict[str, Any]) -> ImageTensorDataset | None:
     except Exception as exc:  # a partial or foreign file must never pass as a cache hit
         warnings.warn(f"cache file {path} is unreadable ({exc!r:.80}); recomputing it.", stacklevel=3)
         return None
-
-
-def write_atomic(path: Path, blob: dict[str, Any]) -> None:
-    """``torch.save`` a dict of tensors to ``path`` atomically (temp file in the folder, then replace).
-
-    A reader never sees a half-written file: either the old content or the new one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_tensor_dataset(
@@ -148,5 +129,5 @@ def to_tensor_dataset(
     result = ImageTensorDataset(images, labels, classes)
     if path is not None:
         key = _key(image_size, n, result.classes)
-        write_atomic(path, {"key": key, "images": images, "labels": labels})
+        atomic_save({"key": key, "images": images, "labels": labels}, path)
     return result
