@@ -66,6 +66,31 @@ def safe_load(path: str | Path, map_location: str | torch.device | None = "cpu")
         ) from None
 
 
+def restore_training(
+    path: str | Path,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any = None,
+    scaler: Any = None,
+    map_location: str | Any = "cpu",
+) -> dict[str, Any]:
+    """Load a training checkpoint into ``model``, ``optimizer`` and (if given) scheduler and scaler.
+
+    Returns:
+        The whole checkpoint dict, for the loop's own entries (epoch, history, RNG states).
+
+    Raises:
+        CheckpointError: if the file is truncated or not a checkpoint.
+    """
+    state = safe_load(path, map_location=map_location)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    for obj, key in ((scheduler, "scheduler"), (scaler, "scaler")):
+        if obj is not None and state.get(key) is not None:
+            obj.load_state_dict(state[key])
+    return state
+
+
 def run_checkpoint(name: str, root: str | Path | None = None, **config: Any) -> Path:
     """A checkpoint path for one training run, unique to its configuration.
 

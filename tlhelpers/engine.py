@@ -27,7 +27,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm.auto import tqdm
 
-from tlhelpers.checkpoint import atomic_save, safe_load
+from tlhelpers.checkpoint import atomic_save, restore_training
 from tlhelpers.runtime import autocast, get_device, make_grad_scaler
 
 
@@ -275,13 +275,7 @@ def fit(
 
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and resume and ckpt.exists():
-        state = safe_load(ckpt, map_location=dev)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if sched is not None and state.get("scheduler") is not None:
-            sched.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler") is not None:
-            scaler.load_state_dict(state["scaler"])
+        state = restore_training(ckpt, model, optimizer, sched, scaler, map_location=dev)
         history = History.from_dict(state["history"])
         start_epoch = int(state["epoch"])
         _set_rng_state(state["rng"])

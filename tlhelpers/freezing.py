@@ -37,8 +37,12 @@ def _has_params(module: nn.Module) -> bool:
     return next(module.parameters(), None) is not None
 
 
-def _modules(model: nn.Module, stages: str | Iterable[str]) -> list[nn.Module]:
-    """Look up stage (or any submodule) names; raise listing the valid stages."""
+def get_stages(model: nn.Module, stages: str | Iterable[str]) -> list[nn.Module]:
+    """Look up stage (or any submodule) names.
+
+    Raises:
+        ValueError: for a name the model lacks, listing its stages.
+    """
     names = [stages] if isinstance(stages, str) else list(stages)
     table = dict(model.named_modules())
     unknown = [n for n in names if n not in table or n == ""]
@@ -65,7 +69,7 @@ def set_trainable(model: nn.Module, stages: str | Iterable[str] | None, trainabl
     Raises:
         ValueError: for a name the model lacks, listing its stages.
     """
-    modules = [model] if stages is None else _modules(model, stages)
+    modules = [model] if stages is None else get_stages(model, stages)
     for module in modules:
         for p in module.parameters():
             p.requires_grad_(trainable)

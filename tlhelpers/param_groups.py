@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from tlhelpers.backbones import head_name
-from tlhelpers.freezing import stage_names
+from tlhelpers.freezing import get_stages, stage_names
 
 
 def _no_decay(module: nn.Module, param_name: str) -> bool:
@@ -56,13 +56,8 @@ def param_groups(
             or a model with nothing trainable.
     """
     multipliers = dict(multipliers or {})
+    get_stages(model, multipliers)  # raises for names the model lacks
     modules = dict(model.named_modules())
-    unknown = [n for n in multipliers if n not in modules or n == ""]
-    if unknown:
-        raise ValueError(
-            f"{type(model).__name__} has no stage {', '.join(map(repr, unknown))}; "
-            f"valid stages: {', '.join(stage_names(model))}."
-        )
     if any(m < 0 for m in (*multipliers.values(), default)):
         raise ValueError("LR multipliers must be >= 0; use 0 or freeze a stage to stop it learning.")
     by_length = sorted(multipliers, key=len, reverse=True)

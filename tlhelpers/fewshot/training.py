@@ -23,7 +23,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm.auto import tqdm
 
-from tlhelpers.checkpoint import atomic_save, safe_load
+from tlhelpers.checkpoint import atomic_save, restore_training
 from tlhelpers.engine import History
 from tlhelpers.fewshot.sampler import Episode, EpisodeSampler
 from tlhelpers.runtime import get_device
@@ -89,11 +89,7 @@ def meta_train(
     history, start, elapsed = History(), 0, 0.0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and resume and ckpt.exists():
-        state = safe_load(ckpt, map_location=dev)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if sched is not None and state.get("scheduler") is not None:
-            sched.load_state_dict(state["scheduler"])
+        state = restore_training(ckpt, model, optimizer, sched, map_location=dev)
         gen.set_state(state["generator"])
         history = History.from_dict(state["history"])
         start, elapsed = int(state["iteration"]), float(state["time_s"])
