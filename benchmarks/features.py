@@ -46,7 +46,8 @@ from torch.utils.data import DataLoader
 
 from tlhelpers.backbones import build_classifier, load_backbone_state
 from tlhelpers.features import extract_features
-from tlhelpers.finetune_data import image_transforms, load_finetune_data
+from tlhelpers.finetune_data import load_finetune_data
+from tlhelpers.preprocessing import image_transforms, plain_preset, stored_size, weights_preset
 from tlhelpers.probe import make_head, sklearn_probe, train_linear_probe
 from tlhelpers.proxy_pretraining import proxy_pretrained_state
 from tlhelpers.runtime import get_device, is_reduced, loader_kwargs, mode_name, seed_everything
@@ -106,8 +107,10 @@ def main() -> None:
     device = get_device()
     seed_everything(0)
 
-    train_set, val_set, test_set = load_finetune_data(reduced, image_size, n_per_class=args.n_per_class, progress=False)
-    transform = image_transforms(image_size, train=False)
+    # VGG16's own preprocessing in full mode; the generated shapes are drawn at the size itself
+    preset = plain_preset(image_size) if reduced else weights_preset("vgg16", image_size=image_size)
+    train_set, val_set, test_set = load_finetune_data(reduced, stored_size(preset), n_per_class=args.n_per_class, progress=False)
+    transform = image_transforms(preset, train=False)
     kw = loader_kwargs(device)
     ordered = {name: DataLoader(ds.with_transform(transform), batch_size=args.batch_size, shuffle=False, **kw)
                for name, ds in {"train": train_set, "val": val_set, "test": test_set}.items()}

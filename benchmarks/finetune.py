@@ -27,7 +27,8 @@ import torchvision
 from torch.utils.data import DataLoader
 
 from tlhelpers.finetune import STRATEGIES, results_table, run_strategy
-from tlhelpers.finetune_data import image_transforms, load_finetune_data
+from tlhelpers.finetune_data import load_finetune_data
+from tlhelpers.preprocessing import image_transforms, stored_size, weights_preset
 from tlhelpers.proxy_pretraining import proxy_pretrained_state, source_accuracy
 from tlhelpers.runtime import get_device, loader_kwargs, seed_everything
 
@@ -57,9 +58,12 @@ def main() -> None:
     start = time.perf_counter()
 
     size = config["image_size"]
-    train, val, test = load_finetune_data(args.reduced, size, n_per_class=config["n_per_class"], seed=args.seed)
-    eval_tf = image_transforms(size, train=False)
-    train_tf = image_transforms(size, train=True, crop_scale=tuple(config["crop_scale"]))
+    # the weights' own preprocessing (mini_resnet has none: ImageNet statistics at the shapes' size)
+    preset = weights_preset(config["arch"], weights=None, image_size=size)
+    config["eval_transform"] = " ".join(repr(preset).split())
+    train, val, test = load_finetune_data(args.reduced, stored_size(preset), n_per_class=config["n_per_class"], seed=args.seed)
+    eval_tf = image_transforms(preset, train=False)
+    train_tf = image_transforms(preset, train=True, crop_scale=tuple(config["crop_scale"]))
     kw = loader_kwargs(device)
     bs = config["batch_size"]
     train_loader = DataLoader(train.with_transform(train_tf), batch_size=bs, shuffle=True, drop_last=True, **kw)

@@ -8,15 +8,16 @@ from torch.utils.data import DataLoader
 
 from tlhelpers import proxy_pretraining
 from tlhelpers.finetune import STRATEGIES, Strategy, prepare_model, results_table, run_strategy
-from tlhelpers.finetune_data import image_transforms, load_finetune_data
+from tlhelpers.finetune_data import load_finetune_data
+from tlhelpers.preprocessing import image_transforms, plain_preset
 from tlhelpers.proxy_pretraining import SOURCE_CLASSES, proxy_pretrained_state, source_accuracy
 
 
 @pytest.fixture(scope="module")
 def loaders():
     train, val, test = load_finetune_data(True, 16, n_per_class=4)
-    tf = image_transforms(16, train=False)
-    return (DataLoader(train.with_transform(image_transforms(16, train=True)), batch_size=8, shuffle=True),
+    tf = image_transforms(plain_preset(16), train=False)
+    return (DataLoader(train.with_transform(image_transforms(plain_preset(16), train=True)), batch_size=8, shuffle=True),
             DataLoader(val.with_transform(tf), batch_size=16), DataLoader(test.with_transform(tf), batch_size=16))
 
 
@@ -32,10 +33,6 @@ def test_load_finetune_data_reduced_split_and_transforms():
     train, val, test = load_finetune_data(True, 16, n_per_class=6)
     assert (len(train), len(val), len(test)) == (60, 20, 60) and train.num_classes == 10
     assert not any(torch.equal(val.images[0], img) for img in train.images)
-    x = image_transforms(16, train=True)(train.images[0])
-    assert x.shape == (3, 16, 16) and x.dtype == torch.float32
-    plain = image_transforms(16, train=False, mean=(0, 0, 0), std=(1, 1, 1))(train.images[0])
-    torch.testing.assert_close(plain, train.images[0].float() / 255)
     with pytest.raises(ValueError, match="val_fraction"):
         load_finetune_data(True, 16, val_fraction=1.0)
 
@@ -107,7 +104,7 @@ def test_source_accuracy_matches_a_manual_count(source_state):
     model = build_classifier("mini_resnet", 10, weights=None).model
     model.load_state_dict(source_state)
     model.eval()
-    test = make_shapes("test", 3, 16, class_ids=SOURCE_CLASSES, seed=1).with_transform(image_transforms(16, train=False))
+    test = make_shapes("test", 3, 16, class_ids=SOURCE_CLASSES, seed=1).with_transform(image_transforms(plain_preset(16), train=False))
     with torch.no_grad():
         correct = sum(int(model(x[None]).argmax(1).item() == y) for x, y in test)
     assert acc == pytest.approx(correct / len(test))

@@ -64,10 +64,10 @@ def test_decode_image_resizes_and_crops():
 def test_top5_explorer_builds_a_widget():
     widgets = pytest.importorskip("ipywidgets")
     from tlhelpers.backbones import build_classifier
-    from tlhelpers.finetune_data import image_transforms
     from tlhelpers.inspection import top5_explorer
+    from tlhelpers.preprocessing import plain_preset
 
     model = build_classifier("mini_resnet", 3, weights=None).model
     box = top5_explorer(model, torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8), CLASSES,
-                        image_transforms(16, train=False))
+                        plain_preset(16))
     assert isinstance(box, widgets.VBox)

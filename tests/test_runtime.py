@@ -83,3 +83,20 @@ def test_describe_lists_versions(monkeypatch, tmp_path):
     monkeypatch.setenv("TLH_DATA", str(tmp_path))
     info = runtime.describe()
     assert {"mode", "device", "torch", "torchvision", "python"} <= set(info)
+
+
+def test_smoke_counts_and_claims(monkeypatch, capsys):
+    monkeypatch.delenv("TLH_SMOKE", raising=False)
+    assert not runtime.is_smoke()
+    assert runtime.count(20, smoke=1) == 20 and runtime.count(None, smoke=8) is None
+    runtime.claim(True, "holds")
+    with pytest.raises(AssertionError, match="DANN beats source-only"):
+        runtime.claim(False, "DANN beats source-only")
+    monkeypatch.setenv("TLH_SMOKE", "1")
+    assert runtime.is_smoke() and "smoke" in runtime.describe()["mode"]
+    assert runtime.count(20, smoke=1) == 1 and runtime.count(None, smoke=8) == 8
+    runtime.claim(False, "DANN beats source-only")  # reported, not raised: tiny data shows no lesson
+    assert "not checked: does not hold] DANN beats source-only" in capsys.readouterr().out
+    monkeypatch.setenv("TLH_SMOKE", "sometimes")
+    with pytest.raises(ValueError, match="TLH_SMOKE=1"):
+        runtime.is_smoke()

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tlhelpers.backbones import build_classifier
 from tlhelpers.checkpoint import CheckpointError, atomic_save, safe_load
 from tlhelpers.engine import evaluate, fit
-from tlhelpers.finetune_data import image_transforms
+from tlhelpers.preprocessing import image_transforms, plain_preset
 from tlhelpers.runtime import data_root, loader_kwargs, seed_everything
 from tlhelpers.schedules import warmup_cosine
 
@@ -75,7 +75,7 @@ def proxy_pretrained_state(
             path.unlink()
     seed_everything(seed)
     source = make_shapes("train", n_per_class, image_size, class_ids=SOURCE_CLASSES, seed=seed)
-    source = source.with_transform(image_transforms(image_size, train=True, crop_scale=(0.7, 1.0)))
+    source = source.with_transform(image_transforms(plain_preset(image_size), train=True, crop_scale=(0.7, 1.0)))
     model = build_classifier(arch, len(SOURCE_CLASSES), weights=None).model
     loader = DataLoader(source, batch_size=batch_size, shuffle=True, drop_last=True, **loader_kwargs())
     fit(
@@ -114,5 +114,5 @@ def source_accuracy(
     model = build_classifier(arch, len(SOURCE_CLASSES), weights=None).model
     model.load_state_dict(state)
     test = make_shapes("test", n_per_class, image_size, class_ids=SOURCE_CLASSES, seed=seed)
-    loader = DataLoader(test.with_transform(image_transforms(image_size, train=False)), batch_size=256)
+    loader = DataLoader(test.with_transform(image_transforms(plain_preset(image_size), train=False)), batch_size=256)
     return float(evaluate(model, loader)["acc"])

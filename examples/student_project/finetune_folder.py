@@ -33,9 +33,9 @@ from tlhelpers.checkpoint import atomic_save
 from tlhelpers.data.tensor_cache import to_tensor_dataset
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
 from tlhelpers.engine import evaluate, fit
-from tlhelpers.finetune_data import image_transforms
 from tlhelpers.freezing import count_parameters
 from tlhelpers.param_groups import discriminative_groups
+from tlhelpers.preprocessing import image_transforms, stored_size, weights_preset
 from tlhelpers.runtime import get_device, loader_kwargs, seed_everything
 from tlhelpers.schedules import warmup_cosine
 
@@ -71,13 +71,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     seed_everything(args.seed)
     device = get_device()
-    train_set, val_set = load_folder(args.data, args.image_size, args.out / "cache", args.seed)
+    # the preprocessing the weights expect, at the crop size asked for (resize margin scaled with it)
+    preset = weights_preset(args.arch, image_size=args.image_size)
+    train_set, val_set = load_folder(args.data, stored_size(preset), args.out / "cache", args.seed)
     print(f"{len(train_set)} training and {len(val_set)} validation images, classes: {train_set.classes}")
 
     built = build_classifier(args.arch, num_classes=train_set.num_classes)
-    mean, std = (built.transforms.mean, built.transforms.std) if built.transforms is not None else ((0.5,) * 3, (0.5,) * 3)
-    train_set = train_set.with_transform(image_transforms(args.image_size, train=True, mean=mean, std=std))
-    val_set = val_set.with_transform(image_transforms(args.image_size, train=False, mean=mean, std=std))
+    train_set = train_set.with_transform(image_transforms(preset, train=True))
+    val_set = val_set.with_transform(image_transforms(preset, train=False))
     kw = loader_kwargs(device)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size, **kw)
     val_loader = DataLoader(val_set, batch_size=2 * args.batch_size, **kw)
