@@ -2,17 +2,29 @@ from __future__ import annotations
 
 import bz2
 import socket
-import struct
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torchvision
+from fakes import (
+    write_all_datasets,
+    write_mnist,
+    write_omniglot,
+    write_pets,
+    write_svhn,
+    write_usps,
+    write_weights,
+)
 from PIL import Image
 
+from tlhelpers.backbones import build_classifier
 from tlhelpers.data.torchvision_sets import (
     DATASETS,
+    SPLITS,
     DatasetUnavailableError,
     load_dataset,
     omniglot_folder,
@@ -30,101 +42,139 @@ def offline(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-def write_mnist(root: Path, n: int = 5) -> np.ndarray:
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    images = np.arange(n * 28 * 28, dtype=np.int64).reshape(n, 28, 28).astype(np.uint8)
-    labels = (np.arange(n) * 3 % 10).astype(np.uint8)
-    for prefix in ("train", "t10k"):
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            struct.pack(">IIII", 0x0803, n, 28, 28) + images.tobytes()
-        )
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x0801, n) + labels.tobytes())
-    return images
+@pytest.fixture(scope="module")
+def all_datasets(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_all_datasets(root)
+    return root
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` with its size and modification time."""
+    files = (p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
 
 
 def test_mnist_from_idx_files(tmp_path, offline):
-    images = write_mnist(tmp_path)
+    images, labels = write_mnist(tmp_path, n_train=12, n_test=3)["train"]
     for download in (False, True):  # present files are used as they are, never downloaded
         ds = load_dataset("mnist", "train", root=tmp_path, download=download)
-        assert len(ds) == 5 and ds.targets.tolist() == [0, 3, 6, 9, 2]
-        image, label = ds[1]
-        assert np.array_equal(np.asarray(image), images[1]) and label == 3
+        assert len(ds) == 12 and ds.targets.tolist() == labels.tolist()
+        image, label = ds[11]
+        assert np.array_equal(np.asarray(image), images[11]) and label == 1
 
 
 def test_usps_from_libsvm_bz2(tmp_path, offline):
-    folder = tmp_path / "usps"
-    folder.mkdir()
-    values = np.linspace(-1, 1, 256)
-    for name, label in (("usps.bz2", 4), ("usps.t.bz2", 10)):
-        line = f"{label} " + " ".join(f"{i + 1}:{v:.6f}" for i, v in enumerate(values)) + "\n"
-        with bz2.open(folder / name, "wt") as f:
-            f.write(line * 3)
+    written = write_usps(tmp_path, n_train=4, n_test=12)
+    values, labels = written["test"]
+    with bz2.open(tmp_path / "usps" / "usps.t.bz2", "rt") as f:
+        assert f.readlines()[9].split()[0] == "10"  # the file's label 10 is digit 9
     for download in (False, True):
         ds = load_dataset("usps", "test", root=tmp_path, download=download)
-        assert len(ds) == 3
-        image, label = ds[0]
+        assert len(ds) == 12 and ds.classes == [str(d) for d in range(10)]
+        image, label = ds[9]
         assert label == 9 and np.asarray(image).shape == (16, 16)
-        assert np.asarray(image)[0, 0] == 0 and np.asarray(image)[15, 15] == 255
-    assert load_dataset("usps", "train", root=tmp_path)[2][1] == 3
+        expected = ((values[9] + 1) / 2 * 255).astype(np.uint8)  # torchvision's [-1, 1] -> uint8
+        assert np.abs(np.asarray(image).astype(int) - expected).max() <= 1
+        assert np.asarray(image)[0, 0] == 0 and np.asarray(image).max() >= 250
+    assert load_dataset("usps", "train", root=tmp_path)[2][1] == 2
 
 
 def test_svhn_from_mat(tmp_path, offline):
-    import scipy.io
-
-    folder = tmp_path / "svhn"
-    folder.mkdir()
-    x = np.random.default_rng(0).integers(0, 256, (32, 32, 3, 4), dtype=np.uint8)
-    scipy.io.savemat(folder / "train_32x32.mat", {"X": x, "y": np.array([[10], [1], [5], [10]])})
+    images, labels = write_svhn(tmp_path, n_train=11, n_test=2)["train"]
     for download in (False, True):
         ds = load_dataset("svhn", "train", root=tmp_path, download=download)
-        assert len(ds) == 4 and ds.targets == [0, 1, 5, 0]
+        assert len(ds) == 11 and ds.targets == labels.tolist() and ds.targets[10] == 0  # stored as 10
         image, _ = ds[2]
-        assert np.array_equal(np.asarray(image), x[..., 2])
-
-
-def write_omniglot(base: Path) -> None:
-    for alphabet in ("Alpha", "Beta"):
-        for character in ("character01", "character02"):
-            folder = base / alphabet / character
-            folder.mkdir(parents=True)
-            for k in range(3):
-                Image.new("L", (105, 105), 255 - k).save(folder / f"{k}.png")
+        assert np.array_equal(np.asarray(image), images[2])
 
 
 def test_omniglot_tree(tmp_path, offline):
-    write_omniglot(tmp_path / "omniglot-py" / "images_background")
+    written = write_omniglot(tmp_path, n_alphabets=(2, 1), n_characters=2, n_drawings=3)
     for download in (False, True):
         ds = load_dataset("omniglot", "background", root=tmp_path, download=download)
-        assert len(ds) == 12 and ds.classes[0] == "Alpha/character01" and len(ds.classes) == 4
+        assert len(ds) == 12 and ds.classes == written["background"] and len(ds.classes) == 4
+        assert ds.classes[0] == "Alphabet_of_the_Magi/character01"
         assert ds.targets == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
         image, label = ds[4]
-        assert label == 1 and np.asarray(image)[0, 0] == 254
-    # the folder one level above the tree is accepted too
+        with Image.open(ds.samples[4][0]) as png:
+            assert png.size == (105, 105) and png.mode == "1"
+            reference = np.asarray(png.convert("L"))
+        assert label == 1 and image.mode == "L" and np.array_equal(np.asarray(image), reference)
+        assert 0 < (reference == 0).mean() < 0.3  # dark strokes on a white page
+    # the folder one level above a single tree is accepted too
+    (tmp_path / "omniglot-py" / "images_evaluation").rename(tmp_path / "evaluation")
     assert omniglot_folder(tmp_path / "omniglot-py").classes == ds.classes
     with pytest.raises(ValueError, match="no alphabet"):
         omniglot_folder(tmp_path / "nothing")
 
 
 def test_pets_layout(tmp_path, offline):
-    base = tmp_path / "oxford-iiit-pet"
-    (base / "images").mkdir(parents=True)
-    (base / "annotations").mkdir()
-    rows = [("Abyssinian_1", 1, 1), ("basset_hound_2", 2, 2), ("Abyssinian_3", 1, 1)]
-    for i, (image_id, _, _) in enumerate(rows):
-        Image.new("RGB", (40, 30), (i * 50, 0, 0)).save(base / "images" / f"{image_id}.jpg")
-    for split in ("trainval", "test"):
-        text = "".join(f"{image_id} {c} {s} 1\n" for image_id, c, s in rows)
-        (base / "annotations" / f"{split}.txt").write_text(text)
+    breeds = ("basset_hound", "Abyssinian")
+    rows = write_pets(tmp_path, breeds=breeds, n_trainval=2, n_test=1, size=(40, 30))
+    assert [label for _, label in rows["test"]] == [0, 1]  # breed by breed, in class-id order
     for download in (False, True):
         ds = load_dataset("pets", "trainval", root=tmp_path, download=download)
-        assert len(ds) == 3 and ds.classes == ["Abyssinian", "Basset Hound"]
-        image, label = ds[1]
+        assert len(ds) == 4 and ds.classes == ["Abyssinian", "Basset Hound"]
+        image, label = ds[2]
         assert label == 1 and image.size == (40, 30)
-        assert abs(int(np.asarray(image)[10, 10, 0]) - 50) < 10
+        with Image.open(tmp_path / "oxford-iiit-pet" / "images" / "basset_hound_1.jpg") as jpg:
+            assert np.array_equal(np.asarray(image), np.asarray(jpg.convert("RGB")))
+        # breeds differ in colour
+        assert np.abs(np.asarray(ds[0][0]).astype(int) - np.asarray(image)).mean() > 20
 
 
-@pytest.mark.parametrize("name", [n for n in DATASETS if n != "mnistm"] + ["mnistm"])
+def test_pets_species_and_default_breeds_as_torchvision_reads_them(tmp_path):
+    write_pets(tmp_path)
+    ds = torchvision.datasets.OxfordIIITPet(str(tmp_path), "test", target_types=["category", "binary-category"])
+    assert ds.classes == ["Abyssinian", "American Bulldog", "Beagle", "Bengal"]
+    assert len(ds) == 12 and [ds[i][1] for i in (0, 3, 6, 9)] == [(0, 0), (1, 1), (2, 1), (3, 0)]
+
+
+@pytest.mark.parametrize("name, split", [(n, s) for n in DATASETS for s in SPLITS[n]])
+def test_present_files_are_used_as_they_are(all_datasets, offline, monkeypatch, name, split):
+    # A spy on every torchvision dataset class: none may be asked to download when files are on
+    # disk, so that no release's checksum check of a present (copied, fake) file reaches the network.
+    asked = []
+    for cls in ("MNIST", "USPS", "SVHN", "OxfordIIITPet", "Omniglot"):
+        original = getattr(torchvision.datasets, cls)
+
+        def spy(*args, _original=original, **kwargs):
+            asked.append(kwargs.get("download", False))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(torchvision.datasets, cls, spy)
+    before = _tree(all_datasets)
+    ds = load_dataset(name, split, root=all_datasets, download=True)
+    assert not any(asked)
+    assert _tree(all_datasets) == before
+    image, label = ds[len(ds) - 1]
+    assert isinstance(image, Image.Image) and isinstance(label, int)
+    assert len(ds) >= 12 and 0 <= label < len(ds.classes)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", pytest.param("resnet50", marks=pytest.mark.slow),
+                                  pytest.param("vgg16", marks=pytest.mark.slow)])
+def test_write_weights_are_loaded_offline(tmp_path, monkeypatch, offline, arch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def no_download(url, *args, **kwargs):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    (path,) = write_weights(tmp_path, archs=(arch,))
+    saved = torch.load(path, weights_only=True)
+    built = build_classifier(arch, num_classes=5, reduced=False)
+    assert built.weights_loaded and built.arch == arch
+    state = built.model.state_dict()
+    shared = [k for k in saved if k in state and state[k].shape == saved[k].shape]
+    assert len(shared) >= len(saved) - 2  # all but the replaced head
+    assert all(torch.equal(state[k], saved[k]) for k in shared)
+    stamp = path.stat().st_mtime_ns
+    assert write_weights(tmp_path, archs=(arch,)) == [path] and path.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("name", DATASETS)
 def test_offline_error_names_dataset_folder_and_fix(tmp_path, offline, name):
     split = {"pets": "trainval", "omniglot": "background"}.get(name, "train")
     with pytest.raises(DatasetUnavailableError) as info:

@@ -1,11 +1,12 @@
 """The real datasets of full mode behind one call, ``load_dataset(name, split)``, offline-safe.
 
-Files already on disk are always used as they are (no download is attempted); only missing
-files are downloaded, and any download failure becomes a ``DatasetUnavailableError`` with a
-one-line fix instead of a urllib traceback.
+Files already on disk are always used as they are (no download is attempted, no checksum of a
+present file can trigger one); only missing files are downloaded, and any download failure becomes
+a ``DatasetUnavailableError`` with a one-line fix instead of a urllib traceback.
 
-Folders under ``root``: ``oxford-iiit-pet/``, ``MNIST/raw/``, ``usps/``, ``svhn/``, ``mnistm/``
-and ``omniglot-py/images_background|images_evaluation/`` (torchvision's own layouts).
+Folders under ``root``: ``oxford-iiit-pet/``, ``MNIST/raw/``, ``usps/``, ``svhn/`` and
+``omniglot-py/images_background|images_evaluation/`` (torchvision's own layouts), and
+``mnist_m/`` (the original MNIST-M archive's layout, see ``tlhelpers.data.mnistm``).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ _DOWNLOAD_ERRORS = (urllib.error.URLError, OSError, RuntimeError)
 class DatasetUnavailableError(RuntimeError):
     """A dataset is neither on disk nor downloadable; the message says how to fix it."""
 
-    def __init__(self, name: str, folder: str | Path, reason: str = "") -> None:
-        why = f" ({reason})" if reason else ""
-        super().__init__(
-            f"dataset {name!r} is not available in {folder}{why}; connect to the internet, or put "
-            f"the extracted files in {folder}, or set TLH_REDUCED=1 for the offline reduced mode."
-        )
+    def __init__(self, name: str, folder: str | Path, reason: str = "", fix: str | None = None) -> None:
+        why = f" ({' '.join(reason.split())})" if reason.strip() else ""
+        if fix is None:
+            fix = (
+                f"connect to the internet, or put the extracted files in {folder}, "
+                "or set TLH_REDUCED=1 for the offline reduced mode"
+            )
+        super().__init__(f"dataset {name!r} is not available in {folder}{why}; {fix}.")
         self.name = name
         self.folder = Path(folder)
 
@@ -164,10 +167,14 @@ def _load(name: str, split: str, root: Path, transform: Callable | None, downloa
 
         folder = root / "usps"
         file = folder / ("usps.bz2" if split == "train" else "usps.t.bz2")
-        if not file.is_file() and not download:
-            raise FileNotFoundError(f"{file} is missing")
-        folder.mkdir(parents=True, exist_ok=True)
-        ds = USPS(str(folder), train=split == "train", transform=transform, download=download)
+        if not file.is_file():
+            if not download:
+                raise FileNotFoundError(f"{file} is missing")
+            folder.mkdir(parents=True, exist_ok=True)
+            USPS(str(folder), train=split == "train", download=True)
+        # A present file is always read with download=False, so it is used as it is whatever a
+        # torchvision release does with download=True (a checksum check could fetch it again).
+        ds = USPS(str(folder), train=split == "train", transform=transform, download=False)
         ds.classes = [str(d) for d in range(10)]
         return ds
     if name == "svhn":
@@ -191,16 +198,16 @@ def _load(name: str, split: str, root: Path, transform: Callable | None, downloa
             Omniglot(str(root), background=split == "background", download=True)
         return omniglot_folder(folder, transform)
     if name == "mnistm":
-        from tlhelpers.data.mnistm import build_mnistm
+        from tlhelpers.data.mnistm import load_mnistm
 
-        return build_mnistm(root, split, download=download).with_transform(transform)
+        return load_mnistm(root, split, transform, download)
     raise AssertionError(name)
 
 
 def dataset_folder(name: str, root: str | Path) -> Path:
     """Return the folder under ``root`` where the files of dataset ``name`` live."""
     sub = {"pets": "oxford-iiit-pet", "mnist": "MNIST/raw", "usps": "usps", "svhn": "svhn",
-           "mnistm": "MNIST/raw", "omniglot": "omniglot-py"}[name]
+           "mnistm": "mnist_m", "omniglot": "omniglot-py"}[name]
     return Path(root) / sub
 
 
@@ -213,9 +220,8 @@ def load_dataset(
 ) -> Any:
     """Load a real dataset of full mode, using files on disk and downloading only what is missing.
 
-    Items are ``(PIL image or transform(image), int label)`` and the dataset has ``.classes``.
-    ``"mnistm"`` is built from MNIST (see ``tlhelpers.data.mnistm``) and returns an
-    ``ImageTensorDataset`` whose transform receives uint8 ``(3, H, W)`` tensors.
+    Items are ``(PIL image or transform(image), int label)`` and the dataset has ``.classes``,
+    for every dataset (``"mnistm"`` is the original archive, read by ``tlhelpers.data.mnistm``).
 
     Args:
         name: one of ``DATASETS``.
