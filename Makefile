@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Jupyter refuses to run as root unless told; containers and some CI machines run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint unit notebooks results api clean-venv
+.PHONY: lab test lint unit notebooks notebooks-full results api clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ lab: $(STAMP)
 	TLH_REDUCED=$(TLH_REDUCED) $(BIN)/jupyter lab --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP)
-	@$(MAKE) --no-print-directory lint unit notebooks
+	@$(MAKE) --no-print-directory lint unit notebooks notebooks-full
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,6 +38,12 @@ unit: $(STAMP)
 # the cell's final status message, a flaky "Timeout ... waiting for output". Redraw bars every 10 s.
 notebooks: $(STAMP)
 	TQDM_MININTERVAL=10 $(PYTEST) --nbval-lax --nbval-current-env notebooks examples; $(NO_TESTS_OK)
+
+# Every notebook again in FULL mode (what a class runs on a GPU), offline on a CPU: tiny files in each
+# dataset's real layout and weights files under torchvision's names, in a temporary folder;
+# TLH_SMOKE=1 shrinks only the counts. See tools/full_mode_smoke.py.
+notebooks-full: $(STAMP)
+	TQDM_MININTERVAL=10 $(BIN)/python tools/full_mode_smoke.py
 
 # Every benchmark in MODE (reduced|full), then the README's results table from their JSON.
 MODE ?= reduced

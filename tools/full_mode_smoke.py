@@ -1,0 +1,89 @@
+"""Run every notebook top to bottom in **full** mode, offline, on tiny files in the real layouts.
+
+Full mode is what a class runs on Colab GPUs; this is how CI checks it on a CPU without a network:
+
+- tiny datasets in each dataset's real on-disk layout (Pets JPEGs and annotation lists, MNIST idx,
+  USPS bz2, SVHN mat, Omniglot folders, MNIST-M PNGs and label lists) go into a temporary
+  ``TLH_DATA``, written by ``tests/fakes.py``;
+- randomly initialised weights files, under the names torchvision expects, go into a temporary
+  ``TORCH_HOME``;
+- ``TLH_SMOKE=1`` shrinks only the counts (epochs, iterations, episodes, images; see
+  ``tlhelpers.runtime.count``); loaders, models, transforms and plots are those of a GPU run;
+- ``tools/offline_guard`` refuses every connection off this machine, so a download attempt fails.
+
+Usage:
+    python tools/full_mode_smoke.py                 # every notebook, as `make test` runs it
+    python tools/full_mode_smoke.py notebooks/03_domain_adaptation_dann.ipynb -x
+    python tools/full_mode_smoke.py --keep /tmp/smoke   # keep the files (a second run reuses them)
+
+Extra arguments go to pytest. Exit status: pytest's (0 when it collects nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS_ARCHS = ("resnet50", "vgg16", "resnet18")  # chapters 1-2 and the student project
+
+
+def _fakes():
+    spec = importlib.util.spec_from_file_location("fakes", ROOT / "tests" / "fakes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def prepare(folder: Path) -> dict[str, str]:
+    """Write the tiny datasets and weights under ``folder`` (once) and return the run's environment."""
+    data, torch_home = folder / "data", folder / "torch"
+    if not (data / ".complete").exists():
+        fakes = _fakes()
+        fakes.write_all_datasets(data)
+        (data / ".complete").touch()
+    _fakes().write_weights(torch_home, archs=WEIGHTS_ARCHS)  # skips files already there
+    guard = str(ROOT / "tools" / "offline_guard")
+    return {
+        **os.environ,
+        "TLH_REDUCED": "0",
+        "TLH_SMOKE": "1",
+        "TLH_DATA": str(data),
+        "TORCH_HOME": str(torch_home),
+        "TLH_DEVICE": "cpu",
+        "PYTHONPATH": os.pathsep.join(p for p in (guard, os.environ.get("PYTHONPATH")) if p),
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", "10"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, default=None, help="folder for the tiny files (default: a temporary one)")
+    args, pytest_args = parser.parse_known_args(argv)
+    targets = [a for a in pytest_args if not a.startswith("-")] or ["notebooks", "examples"]
+    options = [a for a in pytest_args if a.startswith("-")]
+    with tempfile.TemporaryDirectory(prefix="tlh-full-smoke-") as tmp:
+        folder = args.keep or Path(tmp)
+        t0 = time.perf_counter()
+        env = prepare(folder)
+        print(f"full-mode smoke run: tiny files and weights in {folder} ({time.perf_counter() - t0:.1f} s to write)",
+              flush=True)
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
+               *options, *targets]
+        rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    if rc == 5:
+        print("pytest collected no tests here")
+        return 0
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
