@@ -27,7 +27,7 @@ def _model():
     return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
 
 
-def _run(tmp_path=None, num_epochs=4, crash_at=None, resume=True):
+def _run(tmp_path=None, num_epochs=4, crash_at=None, resume=True, time_limit=None):
     seed_everything(0)
     model = _model()
     loader = DataLoader(_data(), batch_size=16, shuffle=True)
@@ -38,8 +38,8 @@ def _run(tmp_path=None, num_epochs=4, crash_at=None, resume=True):
         return classification_step(m, batch, state)
 
     ckpt = tmp_path / "run.pt" if tmp_path is not None else None
-    hist = fit(model, loader, num_epochs, lr=1e-2, val_loader=DataLoader(_data(32, 1), batch_size=16),
-               step_fn=step, checkpoint_path=ckpt, resume=resume, progress=False)
+    hist = fit(model, loader, num_epochs, lr=3e-2, val_loader=DataLoader(_data(32, 1), batch_size=16),
+               step_fn=step, checkpoint_path=ckpt, resume=resume, progress=False, time_limit=time_limit)
     return model, hist
 
 
@@ -61,6 +61,25 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     model, hist = _run(tmp_path)  # same call again resumes after epoch 2
     for key in ("train_loss", "val_acc"):
         assert hist[key] == pytest.approx(ref_hist[key], abs=1e-6)
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+def test_time_limit_stops_after_the_first_epoch_and_says_so():
+    _, hist = _run(time_limit=0.0)  # already spent: the epoch in progress is finished, no other starts
+    assert len(hist) == 1 and hist.stopped_early and hist.planned == 4
+    assert "of 4, stopped early by the time limit" in repr(hist)
+    _, hist = _run(num_epochs=2, time_limit=3600.0)
+    assert len(hist) == 2 and not hist.stopped_early and hist.planned == 2
+
+
+def test_run_stopped_by_time_limit_resumes_to_the_uninterrupted_result(tmp_path):
+    ref_model, ref_hist = _run()
+    _, first = _run(tmp_path, time_limit=0.0)
+    assert len(first) == 1 and first.stopped_early
+    model, hist = _run(tmp_path)  # the same call without a limit continues after epoch 1
+    assert not hist.stopped_early and hist["epoch"] == [1, 2, 3, 4]
+    assert hist["val_acc"] == pytest.approx(ref_hist["val_acc"], abs=1e-6)
     for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6)
 
@@ -132,6 +151,8 @@ def test_bad_input():
         fit(model, DataLoader(_data(), batch_size=16), 1, progress=False)
     with pytest.raises(ValueError, match="num_epochs"):
         fit(_model(), DataLoader(_data(), batch_size=16), 0, progress=False)
+    with pytest.raises(ValueError, match="time_limit"):
+        fit(_model(), DataLoader(_data(), batch_size=16), 1, progress=False, time_limit=-1)
 
 
 def test_history_roundtrip_and_plot():

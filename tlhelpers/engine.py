@@ -74,10 +74,20 @@ def classification_step(model: nn.Module, batch: Any, state: TrainState) -> Step
 
 
 class History:
-    """Per-epoch metrics of a run: ``history["val_acc"]`` is a list with one value per epoch."""
+    """Per-epoch metrics of a run: ``history["val_acc"]`` is a list with one value per epoch.
 
-    def __init__(self, records: Iterable[Mapping[str, float]] = ()) -> None:
+    Attributes:
+        records: one dict of metrics per epoch (or per record of :func:`tlhelpers.fewshot.training.meta_train`).
+        planned: the epochs (or iterations) the run was asked for; None when not set by a loop.
+        stopped_early: True when a time limit ended the run before ``planned`` was reached.
+    """
+
+    def __init__(
+        self, records: Iterable[Mapping[str, float]] = (), *, planned: int | None = None, stopped_early: bool = False
+    ) -> None:
         self.records: list[dict[str, float]] = [dict(r) for r in records]
+        self.planned = planned
+        self.stopped_early = stopped_early
 
     def append(self, record: Mapping[str, float]) -> None:
         """Add one epoch's metrics."""
@@ -94,7 +104,8 @@ class History:
     def __repr__(self) -> str:
         last = self.records[-1] if self.records else {}
         shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "epoch")
-        return f"History({len(self)} epochs; last: {shown})"
+        stopped = f" of {self.planned}, stopped early by the time limit" if self.stopped_early else ""
+        return f"History({len(self)} epochs{stopped}; last: {shown})"
 
     @property
     def keys(self) -> list[str]:
@@ -211,6 +222,7 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     steps_per_epoch: int | None = None,
+    time_limit: float | None = None,
 ) -> History:
     """Train ``model`` for ``num_epochs``; return the per-epoch :class:`History`.
 
@@ -220,6 +232,11 @@ def fit(
     scaler, RNG states and history are saved atomically after every epoch; a later call with the
     same arguments resumes after the last finished epoch and ends with the same result as an
     uninterrupted run.
+
+    With ``time_limit``, training stops at the end of the first epoch that finishes after the limit
+    (so at least one epoch runs): the history's ``stopped_early`` is then True and ``len(history)``
+    tells how far it got (``history.planned`` is ``num_epochs``). The learning-rate schedule keeps
+    its plan for ``num_epochs``; with ``checkpoint_path``, calling again continues the run.
 
     Args:
         model: the network; moved to ``device``.
@@ -241,16 +258,21 @@ def fit(
         progress: show tqdm progress bars (a widget in Jupyter, text elsewhere).
         desc: the progress bar's label.
         steps_per_epoch: batches per epoch when ``train_loader`` has no ``len`` (or to cap it).
+        time_limit: seconds of wall time for this call, checked after every epoch; None for no limit.
 
     Returns:
         The run's :class:`History`.
 
     Raises:
-        ValueError: if ``num_epochs`` < 1, nothing is trainable, or the loader's length is unknown.
+        ValueError: if ``num_epochs`` < 1 or ``time_limit`` < 0, nothing is trainable, or the
+            loader's length is unknown.
         tlhelpers.checkpoint.CheckpointError: if the checkpoint to resume from is unreadable.
     """
     if num_epochs < 1:
         raise ValueError(f"num_epochs={num_epochs} must be at least 1.")
+    if time_limit is not None and time_limit < 0:
+        raise ValueError(f"time_limit={time_limit} must be a number of seconds >= 0, or None for no limit.")
+    started = time.perf_counter()
     dev = get_device(device)
     model.to(dev)
     if channels_last:
@@ -270,13 +292,14 @@ def fit(
     total_steps = steps_per_epoch * num_epochs
     sched = scheduler(optimizer, total_steps) if scheduler is not None else None
     scaler = make_grad_scaler(dev, amp)
-    history = History()
+    history = History(planned=num_epochs)
     start_epoch = 0
 
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and resume and ckpt.exists():
         state = restore_training(ckpt, model, optimizer, sched, scaler, map_location=dev)
         history = History.from_dict(state["history"])
+        history.planned = num_epochs
         start_epoch = int(state["epoch"])
         _set_rng_state(state["rng"])
 
@@ -346,6 +369,10 @@ def fit(
                 },
                 ckpt,
             )
+        if time_limit is not None and epoch + 1 < num_epochs and time.perf_counter() - started >= time_limit:
+            history.stopped_early = True
+            break
+    epoch_bar.close()
     return history
 
 

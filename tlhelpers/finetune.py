@@ -128,9 +128,14 @@ def run_strategy(
     weights: str | None = "DEFAULT",
     source_state: Mapping[str, Tensor] | None = None,
     seed: int = 0,
+    time_limit: float | None = None,
     **fit_kwargs: Any,
 ) -> StrategyResult:
     """Build, train and evaluate one strategy; every strategy gets the same data and budget.
+
+    With ``time_limit`` (seconds), training stops after the first epoch that ends past it (see
+    :func:`tlhelpers.engine.fit`); the result's history says so (``stopped_early``) and the test
+    accuracy is that of the model at that point.
 
     Args:
         strategy: what to train and at which LRs.
@@ -146,6 +151,7 @@ def run_strategy(
         weights: torchvision weights of the pretrained strategies.
         source_state: your own pretrained state dict instead of ``weights``.
         seed: seeds the head's init and the data order, identical across strategies.
+        time_limit: seconds of training wall time; None for no limit.
         **fit_kwargs: passed to :func:`tlhelpers.engine.fit` (``device``, ``amp``, ``channels_last``, ...).
 
     Returns:
@@ -162,7 +168,7 @@ def run_strategy(
     fit_kwargs.setdefault("desc", f"({strategy.key}) {strategy.name}")
     history = fit(
         model, train_loader, num_epochs, optimizer=optimizer, val_loader=val_loader,
-        scheduler=functools.partial(warmup_cosine, warmup_steps=warmup), **fit_kwargs,
+        scheduler=functools.partial(warmup_cosine, warmup_steps=warmup), time_limit=time_limit, **fit_kwargs,
     )
     test_acc = None
     if test_loader is not None:

@@ -97,6 +97,7 @@ def train_method(
     device: str | torch.device | None = None,
     progress: bool = True,
     checkpoint_path: str | Path | None = None,
+    time_limit: float | None = None,
 ) -> RunResult:
     """Train one method on ``pair`` and score it on both test sets.
 
@@ -109,9 +110,12 @@ def train_method(
         progress: show progress bars.
         checkpoint_path: save after every epoch and resume from here (see
             :func:`tlhelpers.checkpoint.run_checkpoint`), so a disconnect costs at most one epoch.
+        time_limit: seconds of training wall time; training stops after the first epoch that
+            ends past it and ``result.history.stopped_early`` says so (see
+            :func:`tlhelpers.engine.fit`). None for no limit.
 
     Returns:
-        The :class:`RunResult`.
+        The :class:`RunResult`; its accuracies are those of the last epoch trained.
 
     Raises:
         ValueError: for an unknown method.
@@ -153,6 +157,7 @@ def train_method(
         progress=progress,
         desc=method,
         checkpoint_path=checkpoint_path,
+        time_limit=time_limit,
         **kwargs,
     )
     source_acc = evaluate(model, _loader(pair.source_test, 256, 0, device, False), device=device)["acc"]

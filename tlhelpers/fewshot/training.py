@@ -49,8 +49,14 @@ def meta_train(
     resume: bool = True,
     progress: bool = True,
     desc: str = "meta-train",
+    time_limit: float | None = None,
 ) -> History:
     """Meta-train ``model`` for ``num_iterations`` meta-batches; return the :class:`History`.
+
+    With ``time_limit``, the loop checks the time after every iteration and, once the limit has
+    passed, writes a last record (and checkpoint) at that iteration and stops: ``stopped_early``
+    of the history is then True, its last ``iteration`` says how far it got and ``planned`` is
+    ``num_iterations``. The schedule keeps its plan; with ``checkpoint_path`` a later call continues.
 
     Args:
         model: the network (moved to ``device``).
@@ -69,29 +75,36 @@ def meta_train(
         resume: resume from ``checkpoint_path`` if present.
         progress: show a tqdm bar.
         desc: the bar's label.
+        time_limit: seconds of wall time for this call, checked after every iteration; None for
+            no limit.
 
     Returns:
         One record per ``eval_every`` iterations: ``iteration``, ``train_loss``, ``train_acc``
         (averages since the last record), ``val_acc`` (when ``val_fn`` is given), ``time_s``.
 
     Raises:
-        ValueError: if ``num_iterations``, ``meta_batch`` or ``eval_every`` is below 1.
+        ValueError: if ``num_iterations``, ``meta_batch`` or ``eval_every`` is below 1, or
+            ``time_limit`` is negative.
     """
     for name, value in (("num_iterations", num_iterations), ("meta_batch", meta_batch), ("eval_every", eval_every)):
         if value < 1:
             raise ValueError(f"{name}={value} must be at least 1.")
+    if time_limit is not None and time_limit < 0:
+        raise ValueError(f"time_limit={time_limit} must be a number of seconds >= 0, or None for no limit.")
+    started = time.perf_counter()
     dev = get_device(device)
     model.to(dev)
     if optimizer is None:
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     sched = scheduler(optimizer, num_iterations) if scheduler is not None else None
     gen = torch.Generator().manual_seed(seed)
-    history, start, elapsed = History(), 0, 0.0
+    history, start, elapsed = History(planned=num_iterations), 0, 0.0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and resume and ckpt.exists():
         state = restore_training(ckpt, model, optimizer, sched, map_location=dev)
         gen.set_state(state["generator"])
         history = History.from_dict(state["history"])
+        history.planned = num_iterations
         start, elapsed = int(state["iteration"]), float(state["time_s"])
 
     sums = {"loss": 0.0, "acc": 0.0}
@@ -109,7 +122,8 @@ def meta_train(
         sums["loss"] += out["loss"]
         sums["acc"] += out["acc"]
         count += 1
-        if (it + 1) % eval_every == 0 or it + 1 == num_iterations:
+        out_of_time = time_limit is not None and time.perf_counter() - started >= time_limit
+        if (it + 1) % eval_every == 0 or it + 1 == num_iterations or out_of_time:
             record = {"iteration": it + 1, "train_loss": sums["loss"] / count, "train_acc": sums["acc"] / count}
             if val_fn is not None:
                 record["val_acc"] = float(val_fn(model))
@@ -124,4 +138,8 @@ def meta_train(
                     "generator": gen.get_state(), "history": history.to_dict(),
                     "iteration": it + 1, "time_s": record["time_s"],
                 }, ckpt)
+        if out_of_time and it + 1 < num_iterations:
+            history.stopped_early = True
+            break
+    bar.close()
     return history
