@@ -1,8 +1,9 @@
-"""Regenerate the README's results and chapter tables from ``benchmarks/results/*.json``.
+"""Regenerate the README's generated tables: results and chapters from ``benchmarks/results/*.json``,
+and the files of full mode from ``tlhelpers.data.catalog``.
 
 Usage:
-    python tools/update_results.py          # rewrite the table between the README's markers
-    python tools/update_results.py --check  # exit 1 if the README's table is not what the JSON says
+    python tools/update_results.py          # rewrite the tables between the README's markers
+    python tools/update_results.py --check  # exit 1 if a table is not what the JSON and the catalog say
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tlhelpers.data.catalog import files_markdown  # noqa: E402
 from tlhelpers.results import load_results, notebook_times, results_markdown  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CH_START, CH_END = "<!-- chapters:start -->", "<!-- chapters:end -->"
+FILES_START, FILES_END = "<!-- files:start -->", "<!-- files:end -->"
 RESULTS = ROOT / "benchmarks" / "results"
 
 # notebook file -> (chapter, topic, sections of the reference article)
@@ -66,9 +69,17 @@ def _replace(text: str, start: str, end: str, body: str) -> str:
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
+def section(readme: str, start: str, end: str) -> str:
+    """The README's text between two markers (without them)."""
+    if start not in readme or end not in readme:
+        raise SystemExit(f"README.md lacks the {start} / {end} markers.")
+    return readme.split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+
 def render_readme(readme: str) -> str:
     readme = _replace(readme, START, END, results_markdown(load_results(RESULTS)))
-    return _replace(readme, CH_START, CH_END, chapters_markdown())
+    readme = _replace(readme, CH_START, CH_END, chapters_markdown())
+    return _replace(readme, FILES_START, FILES_END, files_markdown())
 
 
 def main() -> int:
@@ -80,11 +91,12 @@ def main() -> int:
     new = render_readme(current)
     if args.check:
         if new != current:
-            print("README.md's results table is out of date: run `make results` or `python tools/update_results.py`.")
+            print("README.md's generated tables are out of date (results, chapters or files of full mode): "
+                  "run `python tools/update_results.py` (or `make results`).")
             return 1
         return 0
     path.write_text(new)
-    print("README.md results table updated")
+    print("README.md tables updated (results, chapters, files of full mode)")
     return 0
 
 
