@@ -10,7 +10,12 @@ Usage:
     python benchmarks/domain_adaptation.py --source mnist --target mnistm --data-root DIR --seeds 0 1 2
 
 The real datasets are read from torchvision's on-disk layouts under ``--data-root``; nothing is
-downloaded when the files are there (and never with ``--no-download``).
+downloaded when the files are there (and never with ``--no-download``). Without them (and no
+network) the script prints ``skipped: <reason>`` and exits with status 3.
+
+``--max-minutes`` is split among the runs (seeds x methods): each gets the time left divided by
+the runs left and stops after the epoch that passes it; every run records its ``budget`` (epochs
+done and planned). ``TLH_SMOKE=1`` shrinks the full-mode counts (epochs, batch size, images, seeds).
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
+from harness import Budget, add_run_arguments, output_path, run_or_skip
 
 from tlhelpers.domain.experiment import METHODS, DAConfig, train_method
 from tlhelpers.domain.pairs import FULL_DOMAINS, PAPER_TARGET_ACC, REDUCED_DOMAINS, load_pair
-from tlhelpers.runtime import get_device
+from tlhelpers.runtime import count, get_device
 
 # Budgets: reduced = CPU in about a minute per seed; full = the paper-sized digit runs on a GPU.
 REDUCED = {
@@ -38,22 +43,26 @@ REDUCED = {
     "n_test": 1000,
     "config": DAConfig(num_epochs=5, batch_size=32, optimizer="adam", lr=1e-3, width=16, feature_dim=64),
 }
-FULL = {"n_train": None, "n_test": None, "config": DAConfig(num_epochs=20, batch_size=128)}
+
+
+def full_budget() -> dict:
+    """Full mode: the paper-sized digit runs; counts shrink in a smoke run (``TLH_SMOKE=1``)."""
+    return {"n_train": count(None, 64), "n_test": count(None, 32),
+            "config": DAConfig(num_epochs=count(20, 1), batch_size=count(128, 16))}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", default=None, help=f"source domain: {', '.join(REDUCED_DOMAINS + FULL_DOMAINS)}")
     p.add_argument("--target", default=None, help="target domain (same choices)")
-    p.add_argument("--data-root", default=None, help="folder with the torchvision datasets")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--reduced", action="store_true", help="offline pair fontdigits -> mnistm_style, CPU budget")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--epochs", type=int, default=None, help="override the mode's number of epochs")
     p.add_argument("--n-train", type=int, default=None, help="override the images per training split")
     p.add_argument("--device", default=None)
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
-    p.add_argument("--out", default=None, help="result file (default: benchmarks/results/...)")
+    p.add_argument("--no-download", action="store_true", help="skip instead of downloading missing files")
+    add_run_arguments(p, data_help="folder with the torchvision datasets (default TLH_DATA or data/)")
     args = p.parse_args(argv)
     if args.reduced:
         args.source, args.target = args.source or "fontdigits", args.target or "mnistm_style"
@@ -68,25 +77,31 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    budget = Budget(args.max_minutes)
     mode = "reduced" if args.reduced else "full"
-    budget = REDUCED if args.reduced else FULL
-    config: DAConfig = budget["config"]
+    sizes = REDUCED if args.reduced else full_budget()
+    config: DAConfig = sizes["config"]
     if args.epochs is not None:
         config.num_epochs = args.epochs
-    n_train = args.n_train if args.n_train is not None else budget["n_train"]
+    n_train = args.n_train if args.n_train is not None else sizes["n_train"]
+    if not args.reduced:
+        args.seeds = args.seeds[: count(len(args.seeds), 1)]
     device = get_device(args.device)
     t0 = time.perf_counter()
     pair = load_pair(
-        args.source, args.target, root=args.data_root, n_train=n_train, n_test=budget["n_test"],
+        args.source, args.target, root=args.data_root, n_train=n_train, n_test=sizes["n_test"],
         download=not args.no_download,
     )
     per_seed: dict[str, list[dict[str, float]]] = {m: [] for m in args.methods}
+    runs_left = len(args.seeds) * len(args.methods)
     for seed in args.seeds:
         for method in args.methods:
             t = time.perf_counter()
-            r = train_method(method, pair, config, seed, device=device, progress=False)
+            limit = budget.share(runs_left)
+            runs_left -= 1
+            r = train_method(method, pair, config, seed, device=device, progress=False, time_limit=limit)
             run = {"seed": seed, "target_acc": r.target_acc, "source_acc": r.source_acc,
-                   "seconds": time.perf_counter() - t}
+                   "seconds": time.perf_counter() - t, "budget": budget.record(r.history, limit)}
             if "domain_acc" in r.history.keys:
                 run["final_domain_acc"] = r.history["domain_acc"][-1]
             per_seed[method].append(run)
@@ -102,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         "target_acc": summary,
         "runs": per_seed,
         "paper_target_acc": PAPER_TARGET_ACC.get((args.source, args.target)),
-        "config": {**config.to_dict(), "n_train": n_train, "n_test": budget["n_test"],
+        "config": {**config.to_dict(), "n_train": n_train, "n_test": sizes["n_test"], "max_minutes": args.max_minutes,
                    "train_sizes": [len(pair.source_train), len(pair.target_train)],
                    "test_sizes": [len(pair.source_test), len(pair.target_test)]},
         "hardware": {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
@@ -111,15 +126,16 @@ def main(argv: list[str] | None = None) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "total_seconds": time.perf_counter() - t0,
     }
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"domain_adaptation_{args.source}_{args.target}_{mode}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args, f"domain_adaptation_{args.source}_{args.target}_{mode}.json")
     with tempfile.NamedTemporaryFile("w", dir=out.parent, suffix=".tmp", delete=False) as fh:
         json.dump(result, fh, indent=2)
     os.replace(fh.name, out)
     line = " | ".join(f"{m} {s['mean']:.3f}±{s['std']:.3f}" for m, s in summary.items())
-    print(f"{args.source}->{args.target} ({mode}, {len(args.seeds)} seeds, target acc): {line} -> {out}")
+    stopped = sum(r["budget"]["stopped_early"] for runs in per_seed.values() for r in runs)
+    note = f"; {stopped} runs stopped early by --max-minutes" if stopped else ""
+    print(f"{args.source}->{args.target} ({mode}, {len(args.seeds)} seeds, target acc): {line}{note} -> {out}")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_or_skip(main))

@@ -5,8 +5,12 @@ Both loops train the same small CNN on the same in-memory batches with AdamW; ru
 median over pairs of (engine time / bare time) of back-to-back runs; the ratio of the fastest runs
 is printed beside it as a check. Progress bars are on in the engine run, as students see it.
 
+``--max-minutes``: no new pair starts once the budget is spent (the warm-up pair and one timed
+pair always run); the JSON's ``budget`` records the pairs done and planned. ``TLH_SMOKE=1``
+shrinks the full-mode counts (images, epochs, repeats).
+
 Usage:
-    python benchmarks/engine_overhead.py [--reduced] [--repeats 5] [--out FILE]
+    python benchmarks/engine_overhead.py [--reduced] [--repeats 7] [--max-minutes M] [--out FILE]
 """
 
 from __future__ import annotations
@@ -16,19 +20,18 @@ import io
 import json
 import platform
 import statistics
-import sys
 import time
 from contextlib import redirect_stderr
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from harness import Budget, add_run_arguments, output_path, run_or_skip
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tlhelpers.engine import fit
-from tlhelpers.runtime import get_device, is_reduced, mode_name, seed_everything
+from tlhelpers.runtime import count, get_device, is_reduced, mode_name, seed_everything
 
 
 def make_model() -> nn.Module:
@@ -63,18 +66,23 @@ def engine_loop(model: nn.Module, loader: DataLoader, num_epochs: int, device: t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reduced", action="store_true", help="small sizes for a CPU (also TLH_REDUCED=1)")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="timed pairs (default 7)")
+    add_run_arguments(parser)
     args = parser.parse_args()
+    budget = Budget(args.max_minutes)
     reduced = args.reduced or is_reduced()
     device = get_device()
-    n, size, epochs = (1024, 32, 2) if reduced else (8192, 64, 2)
+    # counts of full mode shrink in a smoke run (TLH_SMOKE=1); reduced mode keeps its own
+    n, size, epochs = (1024, 32, 2) if reduced else (count(8192, 128), 64, count(2, 1))
+    args.repeats = args.repeats or (7 if reduced else count(7, 1))
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(n, 3, size, size, generator=g), torch.randint(0, 10, (n,), generator=g))
     loader = DataLoader(data, batch_size=64, shuffle=True)
 
     times: dict[str, list[float]] = {"bare": [], "engine": []}
     for rep in range(args.repeats + 1):  # the first pair warms up and is discarded
+        if rep > 1 and budget.spent():
+            break
         for name, loop in (("bare", bare_loop), ("engine", engine_loop)):
             seed_everything(rep)
             model = make_model()
@@ -92,7 +100,10 @@ def main() -> None:
         "hardware": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
-        "config": {"images": n, "image_size": size, "num_epochs": epochs, "batch_size": 64, "repeats": args.repeats},
+        "config": {"images": n, "image_size": size, "num_epochs": epochs, "batch_size": 64, "repeats": args.repeats,
+                   "max_minutes": args.max_minutes},
+        "budget": {"max_minutes": args.max_minutes, "stopped_early": len(times["bare"]) < args.repeats,
+                   "repeats_done": len(times["bare"]), "repeats_planned": args.repeats},
         "seconds": times,
         "median_bare_s": bare,
         "median_engine_s": engine,
@@ -100,13 +111,11 @@ def main() -> None:
         "overhead_ratio_of_fastest": ratio_min,
         "target_ratio": 1.05,
     }
-    out = args.out or Path(__file__).parent / "results" / f"engine_overhead_{result['mode']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args, f"engine_overhead_{result['mode']}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"engine_overhead mode={result['mode']} device={device} bare={bare:.2f}s engine={engine:.2f}s "
           f"ratio={ratio:.3f} (fastest runs: {ratio_min:.3f}; target <= 1.05) -> {out}")
-    sys.exit(0)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_or_skip(main))

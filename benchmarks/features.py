@@ -25,8 +25,15 @@ It also trains linear probes (ours and scikit-learn's) on VGG16 ``conv4_3``/``co
 ResNet-50 ``avgpool`` and, in reduced mode, the proxy-pretrained and random ``mini_resnet``
 (see :mod:`tlhelpers.proxy_pretraining`), with accuracy, dimension and extraction time.
 
+``--max-minutes``: the article's loop gets half of it and stops after the epoch that passes its
+share; the cached runs then train as many epochs as it did (the comparison stays like for like);
+the layer probes run model by model while time is left (the first model always runs). The JSON's
+``budget`` records the epochs and probe models done and planned. Without Pets' files or the VGG16
+and ResNet-50 weights (and no network) it prints ``skipped: <reason>`` and exits with status 3.
+``TLH_SMOKE=1`` shrinks the full-mode counts (epochs, batch size, probe epochs and iterations).
+
 Usage:
-    python benchmarks/features.py [--reduced] [--epochs 10] [--out FILE]
+    python benchmarks/features.py [--reduced] [--epochs 10] [--data-root DIR] [--max-minutes M] [--out FILE]
 """
 
 from __future__ import annotations
@@ -41,16 +48,25 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from harness import Budget, add_run_arguments, output_path, run_or_skip
 from torch import nn
 from torch.utils.data import DataLoader
 
 from tlhelpers.backbones import build_classifier, load_backbone_state
+from tlhelpers.engine import History
 from tlhelpers.features import extract_features
 from tlhelpers.finetune_data import load_finetune_data
 from tlhelpers.preprocessing import image_transforms, plain_preset, stored_size, weights_preset
 from tlhelpers.probe import make_head, sklearn_probe, train_linear_probe
 from tlhelpers.proxy_pretraining import proxy_pretrained_state
-from tlhelpers.runtime import get_device, is_reduced, loader_kwargs, mode_name, seed_everything
+from tlhelpers.runtime import (
+    count,
+    get_device,
+    is_reduced,
+    loader_kwargs,
+    mode_name,
+    seed_everything,
+)
 
 #: Chapter 1's proxy pretraining (its notebook and benchmark use it), so the cached weights are shared.
 PROXY_PRETRAIN = {"n_per_class": 500, "num_epochs": 10, "lr": 3e-3}
@@ -63,14 +79,18 @@ def sync(device: torch.device) -> None:
 
 def article_way(
     feature_extractor: nn.Module, classifier: nn.Module, train_loader: DataLoader, val_loader: DataLoader,
-    num_epochs: int, lr: float, device: torch.device,
-) -> float:
-    """The article's loop, fixed: the frozen extractor runs on every batch of every epoch. Returns val acc."""
+    num_epochs: int, lr: float, device: torch.device, time_limit: float | None = None,
+) -> History:
+    """The article's loop, fixed: the frozen extractor runs on every batch of every epoch.
+
+    Returns the validation accuracy per epoch; stops after the epoch that passes ``time_limit`` seconds.
+    """
+    t0 = time.perf_counter()
+    history = History(planned=num_epochs)
     feature_extractor.to(device).eval().requires_grad_(False)
     classifier.to(device)
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr)
-    acc = 0.0
-    for _ in range(num_epochs):
+    for epoch in range(num_epochs):
         classifier.train()  # train_classifier(...)
         for x, y in train_loader:
             x, y = x.to(device), y.to(device)
@@ -87,29 +107,38 @@ def article_way(
                 x, y = x.to(device), y.to(device)
                 correct += int((classifier(feature_extractor(x).flatten(1)).argmax(1) == y).sum())
                 seen += len(y)
-        acc = correct / seen
-    return acc
+        history.append({"epoch": epoch + 1, "val_acc": correct / seen})
+        if time_limit is not None and epoch + 1 < num_epochs and time.perf_counter() - t0 >= time_limit:
+            history.stopped_early = True
+            break
+    return history
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reduced", action="store_true", help="offline shapes, small sizes (also set by TLH_REDUCED=1)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=None, help="head epochs (default 10)")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--n-per-class", type=int, default=40, help="reduced mode: train and test images per class")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None, help="default 64")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--out", type=Path, default=None)
+    add_run_arguments(parser, data_help="folder with oxford-iiit-pet/ (full mode; default TLH_DATA or data/)")
     args = parser.parse_args()
+    budget = Budget(args.max_minutes)
     reduced = args.reduced or is_reduced()
     mode = "reduced" if reduced else mode_name()
+    # counts of full mode shrink in a smoke run (TLH_SMOKE=1); reduced mode keeps its own
+    args.epochs = args.epochs or (10 if reduced else count(10, 1))
+    args.batch_size = args.batch_size or (64 if reduced else count(64, 4))
+    probe_epochs, sklearn_iters = (30, 300) if reduced else (count(30, 1), count(300, 20))
     image_size = args.image_size or (32 if reduced else 224)
     device = get_device()
     seed_everything(0)
 
     # VGG16's own preprocessing in full mode; the generated shapes are drawn at the size itself
     preset = plain_preset(image_size) if reduced else weights_preset("vgg16", image_size=image_size)
-    train_set, val_set, test_set = load_finetune_data(reduced, stored_size(preset), n_per_class=args.n_per_class, progress=False)
+    train_set, val_set, test_set = load_finetune_data(reduced, stored_size(preset), n_per_class=args.n_per_class,
+                                                      root=args.data_root, progress=False)
     transform = image_transforms(preset, train=False)
     kw = loader_kwargs(device)
     ordered = {name: DataLoader(ds.with_transform(transform), batch_size=args.batch_size, shuffle=False, **kw)
@@ -126,13 +155,16 @@ def main() -> None:
     with torch.no_grad():
         vgg.features.to(device)(next(iter(ordered["train"]))[0].to(device))
 
-    # 1. The article's way.
+    # 1. The article's way, with half the budget; the cached runs then train as many epochs as it did.
     torch.manual_seed(0)
+    limit = None if budget.left() is None else budget.left() / 2
     sync(device)
     t0 = time.perf_counter()
-    article_acc = article_way(vgg.features, make_head(dim, num_classes), shuffled, ordered["val"], args.epochs, args.lr, device)
+    article = article_way(vgg.features, make_head(dim, num_classes), shuffled, ordered["val"], args.epochs, args.lr,
+                          device, time_limit=limit)
     sync(device)
     article_s = time.perf_counter() - t0
+    article_acc, epochs = article["val_acc"][-1], len(article)
 
     # 2. and 3. Cached: extract train + val once into an empty cache (cold), then again from disk (warm).
     times, accs, parts = {}, {}, {}
@@ -145,7 +177,7 @@ def main() -> None:
                                  pool=False, progress=False) for s in ("train", "val"))
             sync(device)
             t1 = time.perf_counter()
-            probe = train_linear_probe(ftr, ytr, fva, yva, num_classes=num_classes, num_epochs=args.epochs,
+            probe = train_linear_probe(ftr, ytr, fva, yva, num_classes=num_classes, num_epochs=epochs,
                                        lr=args.lr, batch_size=args.batch_size, device=device)
             sync(device)
             times[run] = time.perf_counter() - t0
@@ -163,8 +195,11 @@ def main() -> None:
             if pretrained:
                 load_backbone_state(mini, proxy_pretrained_state("mini_resnet", image_size, progress=False, **PROXY_PRETRAIN))
             models.append(("mini_resnet" + ("" if pretrained else " (random)"), mini.eval(), ["layer3", "avgpool"], pretrained))
-    probes = []
+    probes, models_done = [], 0
     for name, model, layers, weights_loaded in models:
+        if models_done and budget.spent():
+            break
+        models_done += 1
         arch = name.split()[0]
         sync(device)
         t0 = time.perf_counter()
@@ -173,8 +208,9 @@ def main() -> None:
         sync(device)
         extract_s = time.perf_counter() - t0
         for layer in layers:
-            ours = train_linear_probe(ftr[layer], ytr, fte[layer], yte, num_classes=num_classes, num_epochs=30, device=device)
-            ref = sklearn_probe(ftr[layer], ytr, fte[layer], yte, C=0.1, max_iter=300)
+            ours = train_linear_probe(ftr[layer], ytr, fte[layer], yte, num_classes=num_classes, num_epochs=probe_epochs,
+                                      device=device)
+            ref = sklearn_probe(ftr[layer], ytr, fte[layer], yte, C=0.1, max_iter=sklearn_iters)
             probes.append({
                 "model": name, "layer": layer, "pretrained": weights_loaded, "dim": int(ftr[layer].shape[1]),
                 "extract_seconds_model": round(extract_s, 3),
@@ -185,8 +221,8 @@ def main() -> None:
     speedup = {"cold": round(article_s / times["cold"], 2), "warm": round(article_s / times["warm"], 2)}
     # The bound assumes the article's epoch costs one extraction pass plus one head epoch; we measure both.
     extract_pass, head_s = parts["cold"]["features"], parts["cold"]["head_training"]
-    bound = round((args.epochs * extract_pass + head_s) / (extract_pass + head_s), 2)
-    article_epoch = article_s / args.epochs
+    bound = round((epochs * extract_pass + head_s) / (extract_pass + head_s), 2)
+    article_epoch = article_s / epochs
     result = {
         "benchmark": "features", "mode": mode,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -194,6 +230,7 @@ def main() -> None:
                    "train_images": len(train_set), "val_images": len(val_set), "test_images": len(test_set),
                    "num_classes": num_classes, "weights_loaded": built.weights_loaded,
                    "proxy_pretrain": PROXY_PRETRAIN if reduced else None,
+                   "probe_epochs": probe_epochs, "sklearn_max_iter": sklearn_iters,
                    "layer": "pool5 flattened (vgg16.features, the article's extractor)", "head": f"linear {dim}->classes"},
         "hardware": {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                      "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
@@ -203,25 +240,25 @@ def main() -> None:
         "seconds_parts": parts,
         "val_acc": {"article": round(article_acc, 4), "cached_cold": round(accs["cold"], 4), "cached_warm": round(accs["warm"], 4)},
         "speedup": speedup,
+        "budget": {**budget.record(article, limit), "probe_models_done": models_done, "probe_models_planned": len(models)},
         "note": (
-            f"Both pipelines train the same linear head for {args.epochs} epochs with validation every epoch. "
+            f"Both pipelines train the same linear head for {epochs} epochs with validation every epoch. "
             f"The cold ratio is bounded: with E one extraction pass (train + val) and h one head epoch, "
-            f"article / cold = ({args.epochs}E + {args.epochs}h) / (E + {args.epochs}h) < {args.epochs}. "
-            f"Measured: E = {extract_pass:.2f}s (our extraction pass), {args.epochs}h = {head_s:.2f}s, so the bound "
+            f"article / cold = ({epochs}E + {epochs}h) / (E + {epochs}h) < {epochs}. "
+            f"Measured: E = {extract_pass:.2f}s (our extraction pass), {epochs}h = {head_s:.2f}s, so the bound "
             f"is {bound}x; the article's loop took {article_epoch:.2f}s per epoch (its pass under no_grad on a "
             f"shuffled loader, plus the head step, on a shared CPU), so a measured cold ratio near or slightly above "
-            f"{args.epochs}x reflects that per-epoch difference and timing noise, not a free head. The warm ratio "
+            f"{epochs}x reflects that per-epoch difference and timing noise, not a free head. The warm ratio "
             f"(cache on disk: every rerun, other heads, other learning rates) has no such bound and is the one that "
             f"meets the >= 10x target; the first run must pay one extraction, the floor for any method that needs the features."
         ),
         "probes": probes,
     }
-    out = args.out or Path(__file__).parent / "results" / f"features_{mode}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args, f"features_{mode}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     best = max(probes, key=lambda p: p["linear_probe_acc"])
     print(
-        f"features[{mode}] {args.epochs} epochs: article's way {article_s:.1f}s, cached cold {times['cold']:.2f}s "
+        f"features[{mode}] {epochs} epochs: article's way {article_s:.1f}s, cached cold {times['cold']:.2f}s "
         f"({speedup['cold']:.1f}x; bound with equal passes {bound:.1f}x, article epoch {article_epoch:.2f}s vs "
         f"extraction pass {extract_pass:.2f}s), warm {times['warm']:.2f}s ({speedup['warm']:.0f}x); "
         f"head training {parts['warm']['head_training']:.2f}s; best probe {best['model']}:{best['layer']} "
@@ -230,4 +267,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_or_skip(main))

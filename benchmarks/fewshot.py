@@ -2,12 +2,22 @@
 
 Examples:
     python benchmarks/fewshot.py --reduced --method protonet --way 5 --shot 1
-    python benchmarks/fewshot.py --dataset omniglot --data-root /tmp/omniglot_small \\
-        --method maml --way 5 --shot 1 --iterations 2000
+    python benchmarks/fewshot.py --data-root data --method maml --way 5 --shot 1 --max-minutes 30
+    python benchmarks/fewshot.py --omniglot-folder /tmp/omniglot_small --method protonet
 
-``--data-root`` is an extracted ``alphabet/character/*.png`` tree (any Omniglot subset); without it
-the full Omniglot comes through torchvision. Classes are split into training and test characters
-by the standard protocol (1200 of 1623, or the same share of a subset) with 90-degree rotations.
+Full mode reads Omniglot in torchvision's layout under ``--data-root``
+(``omniglot-py/images_background`` and ``images_evaluation``; default ``TLH_DATA`` or ``data/``),
+downloading only what is missing (never with ``--no-download``); ``--omniglot-folder`` reads an
+extracted ``alphabet/character/*.png`` tree instead (any Omniglot subset). Classes are split into
+training and test characters by the standard protocol (1200 of 1623, or the same share of a
+subset) with 90-degree rotations. Without the files (and no network) the script prints
+``skipped: <reason>`` and exits with status 3.
+
+``--max-minutes`` bounds training: meta-training stops after the iteration (the linear baseline
+after the epoch) that passes the budget left once the data is loaded, and the JSON's
+``training.budget`` records the iterations done and planned. The test episodes (a fixed protocol)
+and the vmap timing run after it, outside the budget. ``TLH_SMOKE=1`` shrinks the full-mode counts
+(iterations, meta-batch, episodes, queries, timing tasks and repeats, epochs).
 Results go to ``benchmarks/results/fewshot_<method>_<dataset>_<way>w<shot>s_<mode>.json``.
 """
 
@@ -27,6 +37,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import Budget, add_run_arguments, output_path, run_or_skip  # noqa: E402
+
 from tlhelpers.fewshot.baseline import linear_probe_predict  # noqa: E402
 from tlhelpers.fewshot.conv4 import Conv4  # noqa: E402
 from tlhelpers.fewshot.evaluation import evaluate_episodes  # noqa: E402
@@ -36,7 +48,7 @@ from tlhelpers.fewshot.protonet import protonet_predict, protonet_step  # noqa: 
 from tlhelpers.fewshot.reptile import reptile_predict, reptile_step  # noqa: E402
 from tlhelpers.fewshot.sampler import EpisodeSampler  # noqa: E402
 from tlhelpers.fewshot.training import meta_train  # noqa: E402
-from tlhelpers.runtime import get_device, seed_everything  # noqa: E402
+from tlhelpers.runtime import count, get_device, seed_everything  # noqa: E402
 
 METHODS = ("protonet", "maml", "fomaml", "reptile", "linear")
 
@@ -44,11 +56,13 @@ METHODS = ("protonet", "maml", "fomaml", "reptile", "linear")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="omniglot", choices=["omniglot"])
-    p.add_argument("--data-root", default=None, help="extracted alphabet/character/*.png folder (default: torchvision Omniglot)")
+    p.add_argument("--omniglot-folder", default=None,
+                   help="an extracted alphabet/character/*.png tree to read instead of <data root>/omniglot-py")
+    p.add_argument("--no-download", action="store_true", help="skip instead of downloading missing files")
     p.add_argument("--method", default="protonet", choices=METHODS)
     p.add_argument("--way", type=int, default=5, help="n_way at test")
     p.add_argument("--shot", type=int, default=1, help="k_shot at test")
-    p.add_argument("--query", type=int, default=15, help="queries per class")
+    p.add_argument("--query", type=int, default=None, help="queries per class (default 15)")
     p.add_argument("--reduced", action="store_true", help="offline synthetic glyph alphabets, small sizes")
     p.add_argument("--iterations", type=int, default=None, help="meta-training iterations (training budget)")
     p.add_argument("--train-way", type=int, default=None, help="n_way of training episodes (ProtoNet: 60 in the paper)")
@@ -60,10 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=64, help="Conv-4 width")
     p.add_argument("--episodes", type=int, default=None, help="test episodes (default 600; 100 in reduced mode)")
     p.add_argument("--timing-tasks", type=int, default=None, help="meta-batch size for the vmap-vs-loop timing")
-    p.add_argument("--timing-repeats", type=int, default=5)
+    p.add_argument("--timing-repeats", type=int, default=None, help="default 5")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="JSON path (default under benchmarks/results/)")
+    add_run_arguments(p, data_help="folder with omniglot-py/ in torchvision's layout (default TLH_DATA or data/)")
     return p.parse_args(argv)
 
 
@@ -73,10 +87,11 @@ def load_data(args: argparse.Namespace):
 
         characters = make_glyphs(n_classes=100, n_per_class=20, image_size=28, seed=args.seed)
         return characters, "glyphs", omniglot_protocol(characters, n_train_classes=70, seed=args.seed)
-    if args.data_root is not None:
-        characters = load_character_folder(args.data_root, image_size=28)
-        return characters, f"omniglot-folder:{Path(args.data_root).name}", omniglot_protocol(characters, seed=args.seed)
-    characters = load_omniglot(image_size=28)
+    if args.omniglot_folder is not None:
+        characters = load_character_folder(args.omniglot_folder, image_size=28, progress=False)
+        name = f"omniglot-folder:{Path(args.omniglot_folder).name}"
+        return characters, name, omniglot_protocol(characters, seed=args.seed)
+    characters = load_omniglot(args.data_root, image_size=28, download=not args.no_download, progress=False)
     return characters, "omniglot", omniglot_protocol(characters, seed=args.seed)
 
 
@@ -112,25 +127,28 @@ def time_meta_gradient(model, sampler, tasks, inner_lr, inner_steps, repeats, de
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    budget = Budget(args.max_minutes)
     seed_everything(args.seed)
     device = get_device(args.device)
     mode = "reduced" if args.reduced else "full"
     characters, data_name, (train_set, test_set) = load_data(args)
     is_maml = args.method in ("maml", "fomaml")
+    # counts of full mode shrink in a smoke run (TLH_SMOKE=1); reduced mode keeps its own
     defaults = {
-        "iterations": (60 if args.reduced else 5000) if args.method != "linear" else 0,
+        "iterations": (60 if args.reduced else count(5000, 2)) if args.method != "linear" else 0,
         "train_way": 20 if args.method == "protonet" and not args.reduced else (10 if args.method == "protonet" else args.way),
-        "meta_batch": (2 if args.reduced else 32) if args.method != "protonet" else 1,
+        "meta_batch": (2 if args.reduced else count(32, 2)) if args.method != "protonet" else 1,
         "inner_lr": 0.4 if is_maml else 1e-3,
         "inner_steps": 1 if is_maml else 5,
         "test_inner_steps": 3 if is_maml else 10,
-        "timing_tasks": 4 if args.reduced else 32,
+        "timing_tasks": 4 if args.reduced else count(32, 2),
+        "timing_repeats": 5 if args.reduced else count(5, 1),
+        "episodes": 100 if args.reduced else count(600, 2),
+        "query": 15 if args.reduced else count(15, 2),
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.episodes is None:
-        args.episodes = 100 if args.reduced else 600
     if args.reduced:
         args.hidden = min(args.hidden, 32)
         args.query = min(args.query, 5)
@@ -142,20 +160,23 @@ def main(argv: list[str] | None = None) -> dict:
     num_classes = args.train_way if args.method != "protonet" else None
     model = Conv4(in_channels=1, hidden=args.hidden, num_classes=num_classes)
     history, train_s = None, 0.0
+    limit = budget.share(1)  # training gets what is left after loading; evaluation is outside the budget
     t0 = time.perf_counter()
     if args.method == "protonet":
-        history = meta_train(model, protonet_step, train_sampler, args.iterations, lr=args.lr, eval_every=max(1, args.iterations // 10), device=device)
+        history = meta_train(model, protonet_step, train_sampler, args.iterations, lr=args.lr,
+                             eval_every=max(1, args.iterations // 10), device=device, time_limit=limit)
         predict = partial(protonet_predict, model)
     elif is_maml:
         step = partial(maml_step, inner_lr=args.inner_lr, inner_steps=args.inner_steps, first_order=args.method == "fomaml")
-        history = meta_train(model, step, train_sampler, args.iterations, meta_batch=args.meta_batch, lr=args.lr, eval_every=max(1, args.iterations // 10), device=device)
+        history = meta_train(model, step, train_sampler, args.iterations, meta_batch=args.meta_batch, lr=args.lr,
+                             eval_every=max(1, args.iterations // 10), device=device, time_limit=limit)
         predict = partial(maml_predict, model, inner_lr=args.inner_lr, inner_steps=args.test_inner_steps)
     elif args.method == "reptile":
         opt = torch.optim.SGD(model.parameters(), lr=1.0)
         step = partial(reptile_step, inner_steps=args.inner_steps, inner_lr=args.inner_lr)
         history = meta_train(model, step, train_sampler, args.iterations, meta_batch=args.meta_batch, optimizer=opt,
                              scheduler=lambda o, total: torch.optim.lr_scheduler.LambdaLR(o, lambda i: 1 - i / total),
-                             eval_every=max(1, args.iterations // 10), device=device)
+                             eval_every=max(1, args.iterations // 10), device=device, time_limit=limit)
         predict = partial(reptile_predict, model, inner_steps=args.test_inner_steps, inner_lr=args.inner_lr)
     else:  # linear: plain classifier on all training classes, then a logistic-regression head per episode
         from torch.utils.data import DataLoader
@@ -163,16 +184,21 @@ def main(argv: list[str] | None = None) -> dict:
         from tlhelpers.engine import fit
 
         model = Conv4(in_channels=1, hidden=args.hidden, num_classes=train_set.num_classes)
-        epochs = 1 if args.reduced else 10
-        fit(model, DataLoader(train_set, batch_size=64, shuffle=True), num_epochs=epochs, lr=args.lr, device=device)
+        epochs = 1 if args.reduced else count(10, 1)
+        history = fit(model, DataLoader(train_set, batch_size=64, shuffle=True), num_epochs=epochs, lr=args.lr,
+                      device=device, time_limit=limit)
         predict = partial(linear_probe_predict, model.forward_features)
     train_s = time.perf_counter() - t0
     model.to(device)
 
     result = evaluate_episodes(predict, test_sampler, num_episodes=args.episodes, seed=1)
     print(f"{args.method} {args.way}-way {args.shot}-shot: {result}; {result.episodes_per_s:.1f} test episodes/s")
-    train_rate = args.iterations * args.meta_batch / train_s if args.iterations else float("nan")
-    print(f"training: {args.iterations} iterations in {train_s:.1f} s ({train_rate:.1f} tasks/s)")
+    unit = "epochs" if args.method == "linear" else "iterations"
+    trained = budget.record(history, limit, unit)
+    done = trained[f"{unit}_done"]
+    train_rate = done * args.meta_batch / train_s if args.method != "linear" and done else float("nan")
+    stopped = f" (stopped early by --max-minutes; {trained[f'{unit}_planned']} planned)" if trained["stopped_early"] else ""
+    print(f"training: {done} {unit} in {train_s:.1f} s ({train_rate:.1f} tasks/s){stopped}")
 
     timing_model = Conv4(in_channels=1, hidden=args.hidden, num_classes=args.way).to(device)
     timing = time_meta_gradient(timing_model, test_sampler, args.timing_tasks, 0.4, 1, args.timing_repeats, device)
@@ -181,18 +207,18 @@ def main(argv: list[str] | None = None) -> dict:
           f"ratio vmap/autograd-loop = {timing['ratio_vmap_over_autograd_loop']:.2f} (relative grad difference {timing['vmap_rel_diff']:.1e})")
 
     report = {
-        "config": {k: v for k, v in vars(args).items()},
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "data": {"name": data_name, "characters": characters.num_classes, "train_classes": train_set.num_classes, "test_classes": test_set.num_classes},
         "accuracy": result.to_dict(),
-        "training": {"seconds": train_s, "tasks_per_s": train_rate, "history": history.to_dict() if history else None},
+        "training": {"seconds": train_s, "tasks_per_s": train_rate, "budget": trained,
+                     "history": history.to_dict() if history is not None and args.method != "linear" else None},
         "maml_meta_gradient_timing": timing,
         "hardware": {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                      "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                      "torch": torch.__version__},
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"fewshot_{args.method}_{args.dataset}_{args.way}w{args.shot}s_{mode}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args, f"fewshot_{args.method}_{args.dataset}_{args.way}w{args.shot}s_{mode}.json")
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2, default=float))
     os.replace(tmp, out)
@@ -201,4 +227,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_or_skip(main))
