@@ -82,8 +82,8 @@ def test_missing_files_name_where_they_go(tmp_path):
         f"{tmp_path}/svhn/train_32x32.mat",
         f"{tmp_path}/svhn/test_32x32.mat",
         f"{tmp_path}/mnist_m.tar.gz (or unpacked: {tmp_path}/mnist_m)",
-        f"{tmp_path}/omniglot-py/images_background (unpack images_background.zip there)",
-        f"{tmp_path}/omniglot-py/images_evaluation (unpack images_evaluation.zip there)",
+        f"{tmp_path}/omniglot-py/images_background.zip (or unpacked: {tmp_path}/omniglot-py/images_background)",
+        f"{tmp_path}/omniglot-py/images_evaluation.zip (or unpacked: {tmp_path}/omniglot-py/images_evaluation)",
     ]
 
 
@@ -92,7 +92,7 @@ def test_archives_count_where_the_loader_unpacks_them_offline(tmp_path):
         (tmp_path / f.path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / f.path).touch()
     assert missing_files(["pets"], data_root=tmp_path) == []  # torchvision verifies and unpacks them
-    assert len(missing_files(["omniglot"], data_root=tmp_path)) == 2  # a verified zip is never unzipped
+    assert missing_files(["omniglot"], data_root=tmp_path) == []  # load_dataset checks and unzips them
 
 
 def test_readme_lists_the_catalogs_files():

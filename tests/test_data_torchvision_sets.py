@@ -109,6 +109,25 @@ def test_omniglot_tree(tmp_path, offline):
         omniglot_folder(tmp_path / "nothing")
 
 
+def test_omniglot_zip_alone_is_checked_and_unzipped_offline(tmp_path, offline, monkeypatch):
+    import hashlib
+    import shutil
+
+    from torchvision.datasets import Omniglot
+
+    written = write_omniglot(tmp_path, n_alphabets=(2, 1), n_characters=2, n_drawings=3)
+    base = tmp_path / "omniglot-py"
+    archive = shutil.make_archive(str(base / "images_background"), "zip", base, "images_background")
+    shutil.rmtree(base / "images_background")
+    md5 = hashlib.md5(Path(archive).read_bytes()).hexdigest()
+    monkeypatch.setitem(Omniglot.zips_md5, "images_background", "0" * 32)
+    with pytest.raises(DatasetUnavailableError, match="corrupt or truncated"):
+        load_dataset("omniglot", "background", root=tmp_path, download=False)
+    monkeypatch.setitem(Omniglot.zips_md5, "images_background", md5)
+    ds = load_dataset("omniglot", "background", root=tmp_path, download=False)
+    assert ds.classes == written["background"] and len(ds) == 12
+
+
 def test_pets_layout(tmp_path, offline):
     breeds = ("basset_hound", "Abyssinian")
     rows = write_pets(tmp_path, breeds=breeds, n_trainval=2, n_test=1, size=(40, 30))

@@ -183,10 +183,8 @@ def dataset_files(name: str) -> tuple[DataFile, ...]:
 
         return (DataFile(name, mnistm.ARCHIVE, mnistm.URL, mnistm.MD5, SIZES.get(mnistm.ARCHIVE), f"{mnistm.FOLDER}/"),)
     if name == "omniglot":
-        # load_dataset reads the unzipped folders; with only the zip, torchvision sees a verified
-        # download and does not unzip it, so the zip alone is not enough offline.
-        return tuple(_file(name, "omniglot-py", f"{tv.Omniglot.download_url_prefix}/{split}.zip", md5, f"{split}/",
-                           offline=False)
+        # load_dataset unzips a copied zip itself (after checking its MD5), so the zip is enough offline.
+        return tuple(_file(name, "omniglot-py", f"{tv.Omniglot.download_url_prefix}/{split}.zip", md5, f"{split}/")
                      for split, md5 in tv.Omniglot.zips_md5.items())
     from tlhelpers.data.torchvision_sets import DATASETS
 
@@ -273,7 +271,7 @@ def files_markdown() -> str:
         size = "not recorded" if w.size_mib is None else f"{w.size_mib:.1f} MiB"
         check = "not recorded" if w.sha256_prefix is None else f"SHA-256 starts `{w.sha256_prefix}`"
         lines.append(f"| {_chapters_using(arch=arch)} | {w.file_name} ({w.weights}) | TORCH_HOME: `{w.path}` | "
-                     f"{size} | {check} | {_link(w.weights.url)} |")
+                     f"{size} | {check} | torchvision: `{w.weights}.url` |")
     return "\n".join(lines)
 
 

@@ -148,6 +148,23 @@ def _load_mnist(root: Path, split: str, transform: Callable | None, download: bo
     return MNIST(str(root), train=train, transform=transform, download=True)
 
 
+def _omniglot_md5(split: str) -> str:
+    from torchvision.datasets import Omniglot
+
+    return Omniglot.zips_md5[f"images_{split}"]
+
+
+def _unzip_checked(archive: Path, md5: str) -> None:
+    """Check ``archive``'s MD5 and unzip it beside itself (torchvision, finding a verified zip,
+    would neither download nor unzip it, so a copied zip alone would never load)."""
+    from torchvision.datasets.utils import calculate_md5, extract_archive
+
+    digest = calculate_md5(archive)
+    if digest != md5:
+        raise OSError(f"{archive} is corrupt or truncated (MD5 {digest}, expected {md5}); delete it and download again")
+    extract_archive(str(archive), str(archive.parent))
+
+
 def _load(name: str, split: str, root: Path, transform: Callable | None, download: bool) -> Any:
     """Load one dataset; raises torchvision's errors (wrapped by ``load_dataset``)."""
     if name == "mnist":
@@ -191,11 +208,15 @@ def _load(name: str, split: str, root: Path, transform: Callable | None, downloa
     if name == "omniglot":
         folder = root / "omniglot-py" / f"images_{split}"
         if not any(folder.glob("*/*/*.png")):
-            if not download:
+            archive = folder.with_suffix(".zip")
+            if archive.is_file():  # a copied zip: checked and unpacked here, no network needed
+                _unzip_checked(archive, _omniglot_md5(split))
+            elif not download:
                 raise FileNotFoundError(f"{folder} holds no alphabet/character/*.png")
-            from torchvision.datasets import Omniglot
+            else:
+                from torchvision.datasets import Omniglot
 
-            Omniglot(str(root), background=split == "background", download=True)
+                Omniglot(str(root), background=split == "background", download=True)
         return omniglot_folder(folder, transform)
     if name == "mnistm":
         from tlhelpers.data.mnistm import load_mnistm
