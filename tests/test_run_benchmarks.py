@@ -2,7 +2,8 @@
 
 The end-to-end test runs the real benchmark scripts in smoke mode (``TLH_SMOKE=1``) on tiny files
 in the real layouts (``tests/fakes.py``), with the network disabled in every subprocess by a
-``sitecustomize`` that refuses (and logs) any connection off this machine or to the dead proxy.
+``tools/offline_guard`` (a ``sitecustomize``) that refuses and logs any connection off this
+machine or to the dead proxy.
 """
 
 from __future__ import annotations
@@ -18,53 +19,7 @@ import pytest
 from fakes import write_mnist, write_omniglot, write_pets, write_usps
 
 ROOT = Path(__file__).resolve().parents[1]
-PROXY = ("127.0.0.1", 9)  # nothing listens there: a proxied download fails at once
-
-GUARD = f'''
-import ipaddress, os, socket
-
-_LOG = os.environ["TLH_TEST_NETWORK_LOG"]
-_PROXY = {PROXY!r}
-
-
-def _blocked(host, port=None):
-    if isinstance(host, bytes):
-        host = host.decode()
-    if (host, port) == _PROXY:
-        return True
-    if not isinstance(host, str) or host in ("", "localhost"):
-        return False
-    try:
-        return not ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return True
-
-
-def _refuse(what):
-    with open(_LOG, "a") as log:
-        log.write(f"{{what}}\\n")
-    raise ConnectionRefusedError(f"network disabled in this test ({{what}})")
-
-
-_connect, _getaddrinfo = socket.socket.connect, socket.getaddrinfo
-
-
-def _guarded_connect(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6) and _blocked(address[0], address[1]):
-        _refuse(address)
-    return _connect(self, address)
-
-
-def _guarded_getaddrinfo(host, *args, **kwargs):
-    if _blocked(host):
-        _refuse(host)
-    return _getaddrinfo(host, *args, **kwargs)
-
-
-socket.socket.connect = _guarded_connect
-socket.getaddrinfo = _guarded_getaddrinfo
-'''
-
+PROXY = "http://127.0.0.1:9"  # nothing listens there; tools/offline_guard refuses and logs it
 
 def _runner():
     spec = importlib.util.spec_from_file_location("run_benchmarks", ROOT / "tools" / "run_benchmarks.py")
@@ -75,13 +30,10 @@ def _runner():
 
 
 def _offline_env(tmp_path: Path, torch_home: Path) -> dict[str, str]:
-    guard = tmp_path / "guard"
-    guard.mkdir(exist_ok=True)
-    (guard / "sitecustomize.py").write_text(GUARD)
-    proxy = f"http://{PROXY[0]}:{PROXY[1]}"
     return {
-        **os.environ, "PYTHONPATH": str(guard), "TLH_TEST_NETWORK_LOG": str(tmp_path / "network.log"),
-        "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy, "NO_PROXY": "",
+        **os.environ, "PYTHONPATH": str(ROOT / "tools" / "offline_guard"),
+        "TLH_OFFLINE_GUARD_LOG": str(tmp_path / "network.log"),
+        "HTTP_PROXY": PROXY, "HTTPS_PROXY": PROXY, "http_proxy": PROXY, "https_proxy": PROXY, "NO_PROXY": "",
         "TORCH_HOME": str(torch_home), "TLH_SMOKE": "1", "TLH_DEVICE": "cpu",
     }
 

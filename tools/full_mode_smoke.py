@@ -9,7 +9,8 @@ Full mode is what a class runs on Colab GPUs; this is how CI checks it on a CPU 
   ``TORCH_HOME``;
 - ``TLH_SMOKE=1`` shrinks only the counts (epochs, iterations, episodes, images; see
   ``tlhelpers.runtime.count``); loaders, models, transforms and plots are those of a GPU run;
-- ``tools/offline_guard`` refuses every connection off this machine, so a download attempt fails.
+- ``tools/offline_guard`` refuses every connection off this machine, so a download attempt fails,
+  and logs it: the run fails if any notebook tried to reach the network, even if it coped.
 
 Usage:
     python tools/full_mode_smoke.py                 # every notebook, as `make test` runs it
@@ -58,8 +59,9 @@ def prepare(folder: Path) -> dict[str, str]:
         "TORCH_HOME": str(torch_home),
         "TLH_DEVICE": "cpu",
         "PYTHONPATH": os.pathsep.join(p for p in (guard, os.environ.get("PYTHONPATH")) if p),
-        "HTTP_PROXY": "http://127.0.0.1:9",
-        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "TLH_OFFLINE_GUARD_LOG": str(folder / "network-attempts.log"),
+        **{name: "http://127.0.0.1:9" for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+        "NO_PROXY": "",
         "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", "10"),
     }
 
@@ -79,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
                *options, *targets]
         rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+        attempts = Path(env["TLH_OFFLINE_GUARD_LOG"])
+        if attempts.exists():
+            print(f"FAILED: full mode tried to reach the network with its files present:\n{attempts.read_text()}")
+            attempts.unlink()
+            return 1
     if rc == 5:
         print("pytest collected no tests here")
         return 0
