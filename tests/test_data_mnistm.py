@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import tarfile
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -17,17 +14,6 @@ from tlhelpers.data import mnistm
 from tlhelpers.data.mnistm import MNISTM, load_mnistm
 from tlhelpers.data.torchvision_sets import DatasetUnavailableError, dataset_folder, load_dataset
 from tlhelpers.domain.pairs import load_domain
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Make every download fail fast, as on a machine without internet."""
-
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 import bz2
-import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +26,6 @@ from tlhelpers.data.torchvision_sets import (
     load_dataset,
     omniglot_folder,
 )
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Make every download fail fast, as on a machine without internet."""
-
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture(scope="module")

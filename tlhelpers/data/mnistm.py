@@ -20,11 +20,8 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from torch.utils.data import Dataset
-
-from tlhelpers.data.torchvision_sets import DatasetUnavailableError
+from tlhelpers.data.torchvision_sets import DatasetUnavailableError, ImageFiles
 
 #: Where the archive is published (the URL and checksum used by the pytorch-adapt library).
 URL = "https://cornell.box.com/shared/static/jado7quprg6hzzdubvwzh9umr75damwi"
@@ -42,7 +39,7 @@ def _split_files(folder: Path, split: str) -> tuple[Path, Path]:
     return folder / f"mnist_m_{split}", folder / f"mnist_m_{split}_labels.txt"
 
 
-class MNISTM(Dataset):
+class MNISTM(ImageFiles):
     """One split of an extracted MNIST-M folder; items are ``(PIL RGB image, int label)``.
 
     Args:
@@ -84,18 +81,7 @@ class MNISTM(Dataset):
                     f"delete {self.folder} and extract {ARCHIVE} again."
                 )
             self.samples.append((images / parts[0], int(parts[1])))
-        self.targets = [label for _, label in self.samples]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        from PIL import Image
-
-        path, label = self.samples[i]
-        with Image.open(path) as img:
-            image = img.convert("RGB")
-        return (self.transform(image) if self.transform else image), label
+        self._index()
 
 
 def _extract(archive: Path, root: Path) -> None:

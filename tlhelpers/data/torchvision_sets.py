@@ -74,13 +74,41 @@ class _SVHNMat(Dataset):
         return (self.transform(image) if self.transform else image), self.targets[i]
 
 
-class OmniglotFolder(Dataset):
-    """Omniglot-style images laid out ``alphabet/character/*.png``.
+class ImageFiles(Dataset):
+    """Items ``(PIL image, label)`` read from a list of image files, converted to one PIL mode.
+
+    Subclasses fill ``samples`` (``(path, label)`` pairs) and ``classes``, then call
+    :meth:`_index`; the datasets stored as image files (Omniglot, MNIST-M) share the rest.
+    """
+
+    mode = "RGB"
+    samples: list[tuple[Path, int]]
+    transform: Callable | None
+
+    def _index(self) -> None:
+        self.targets = [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        from PIL import Image
+
+        path, label = self.samples[i]
+        with Image.open(path) as img:
+            image = img.convert(self.mode)
+        return (self.transform(image) if self.transform else image), label
+
+
+class OmniglotFolder(ImageFiles):
+    """Omniglot-style images laid out ``alphabet/character/*.png``, as grey PIL images.
 
     Attributes:
         classes: ``"alphabet/character"`` names, sorted.
         targets: the class index of every item.
     """
+
+    mode = "L"
 
     def __init__(self, folder: Path, transform: Callable | None = None) -> None:
         self.folder = folder
@@ -95,18 +123,7 @@ class OmniglotFolder(Dataset):
                 label = len(self.classes)
                 self.classes.append(f"{alphabet.name}/{character.name}")
                 self.samples.extend((f, label) for f in files)
-        self.targets = [label for _, label in self.samples]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        from PIL import Image
-
-        path, label = self.samples[i]
-        with Image.open(path) as img:
-            image = img.convert("L")
-        return (self.transform(image) if self.transform else image), label
+        self._index()
 
 
 def omniglot_folder(path: str | Path, transform: Callable | None = None) -> OmniglotFolder:
@@ -279,6 +296,7 @@ def load_dataset(
 __all__ = [
     "DATASETS",
     "DatasetUnavailableError",
+    "ImageFiles",
     "OmniglotFolder",
     "dataset_folder",
     "load_dataset",
