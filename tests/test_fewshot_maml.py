@@ -84,6 +84,14 @@ def test_plain_autograd_loop_agrees(first_order: bool) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-8)
 
 
+def test_meta_gradient_leaves_batchnorm_fused() -> None:
+    from tlhelpers.fewshot.conv4 import BatchStatNorm2d
+
+    model, batch = _setup()
+    meta_gradient(model, batch, inner_lr=INNER_LR, inner_steps=1)
+    assert not any(m.exact for m in model.modules() if isinstance(m, BatchStatNorm2d))
+
+
 def test_second_order_differs_from_first_order() -> None:
     model, batch = _setup()
     so, _, _ = meta_gradient(model, batch, inner_lr=INNER_LR, inner_steps=1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tlhelpers.fewshot.conv4 import BatchStatNorm2d, Conv4
+from tlhelpers.fewshot.conv4 import BatchStatNorm2d, Conv4, exact_batchnorm
 from tlhelpers.fewshot.protonet import (
     protonet_logits,
     protonet_step,
@@ -59,16 +59,32 @@ def test_step_fills_every_gradient_and_training_reduces_loss() -> None:
     assert protonet_step(model, batch)["loss"] < out["loss"]
 
 
-def test_batch_stat_norm_matches_torch_batchnorm() -> None:
-    x = torch.randn(6, 4, 5, 5, requires_grad=True)
-    ours, ref = BatchStatNorm2d(4), nn.BatchNorm2d(4, track_running_stats=False)
+@pytest.mark.parametrize("exact", [False, True])
+def test_batch_stat_norm_matches_torch_batchnorm(exact: bool) -> None:
+    x = torch.randn(6, 4, 5, 5, requires_grad=True, dtype=torch.float64)
+    ours, ref = BatchStatNorm2d(4).double(), nn.BatchNorm2d(4, track_running_stats=False).double()
+    ours.exact = exact
     with torch.no_grad():
         ours.weight.uniform_(0.5, 1.5)
         ref.weight.copy_(ours.weight)
-    torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-5)
-    g1 = torch.autograd.grad(ours(x).pow(2).sum(), x)[0]
-    g2 = torch.autograd.grad(ref(x).pow(2).sum(), x)[0]
-    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours(x), ref(x))
+    g1 = torch.autograd.grad(ours(x).pow(3).sum(), x, create_graph=True)[0]
+    g2 = torch.autograd.grad(ref(x).pow(3).sum(), x, create_graph=True)[0]
+    torch.testing.assert_close(g1, g2)
+    # second derivatives (outside vmap) agree too
+    h1 = torch.autograd.grad(g1.pow(2).sum(), x)[0]
+    h2 = torch.autograd.grad(g2.pow(2).sum(), x)[0]
+    torch.testing.assert_close(h1, h2)
+
+
+def test_exact_batchnorm_switches_every_layer_and_restores_it() -> None:
+    model = Conv4(hidden=4, image_size=16)
+    layers = [m for m in model.modules() if isinstance(m, BatchStatNorm2d)]
+    assert len(layers) == 4 and not any(m.exact for m in layers)  # fused by default
+    with pytest.raises(RuntimeError, match="boom"), exact_batchnorm(model):
+        assert all(m.exact for m in layers)
+        raise RuntimeError("boom")
+    assert not any(m.exact for m in layers)
 
 
 @pytest.mark.parametrize("image_size, in_channels, dim", [(28, 1, 64), (84, 3, 1600)])

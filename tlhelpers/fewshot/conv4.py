@@ -8,10 +8,14 @@ BatchNorm here keeps no running statistics: it always normalises with the statis
 it sees, in training and at test time. For meta-learning that is the right choice, not a shortcut:
 each task adapts its own copy of the weights, and running means shared across tasks would be
 mutated by every task (``torch.func`` transforms also refuse that in-place update). MAML's own
-code does the same. ``BatchStatNorm2d`` writes the normalisation with plain tensor operations
-rather than ``F.batch_norm``: under ``torch.func.vmap`` the fused batch-norm backward rule gives
-wrong second derivatives (pytorch/functorch issue 534, still open), which would silently corrupt
-second-order MAML; plain operations differentiate exactly to any order.
+code does the same.
+
+``BatchStatNorm2d`` has two forms with the same value and first derivatives. By default it calls
+the fused ``F.batch_norm`` kernel (as fast as ``nn.BatchNorm2d``). Under ``torch.func.vmap`` that
+kernel's backward rule gives wrong *second* derivatives (pytorch/functorch issue 534), which would
+silently corrupt second-order MAML; inside :func:`exact_batchnorm` the layer is written with plain
+tensor operations instead, which differentiate exactly to any order but cost about twice the time
+of a training step. ``maml.meta_gradient`` switches to the exact form for second-order MAML only.
 
 Example:
     >>> model = Conv4(in_channels=1, num_classes=5)
@@ -21,15 +25,21 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 class BatchStatNorm2d(nn.Module):
-    """BatchNorm that always uses the current batch's statistics, written with plain operations.
+    """BatchNorm that always uses the current batch's statistics; fused, or exact to any order.
 
-    Equal to ``nn.BatchNorm2d(channels, track_running_stats=False)`` in value and gradient, and
-    exact for higher-order derivatives under ``torch.func.vmap`` as well.
+    Equal to ``nn.BatchNorm2d(channels, track_running_stats=False)`` in value and gradient. With
+    ``exact`` False (the default) it runs the fused ``F.batch_norm`` kernel; with ``exact`` True
+    (set it with :func:`exact_batchnorm`) it uses plain operations, whose higher-order derivatives
+    are exact under ``torch.func.vmap`` as well.
 
     Args:
         channels: number of channels.
@@ -42,14 +52,39 @@ class BatchStatNorm2d(nn.Module):
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
+        self.exact = False
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.exact:
+            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         mean = x.mean(dim=(0, 2, 3), keepdim=True)
         var = (x - mean).pow(2).mean(dim=(0, 2, 3), keepdim=True)
         x_hat = (x - mean) * torch.rsqrt(var + self.eps)
         return x_hat * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+@contextmanager
+def exact_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, every ``BatchStatNorm2d`` of ``model`` uses the exact (plain-op) form.
+
+    Second-order MAML under ``vmap`` needs it; everything else runs faster with the fused kernel.
+    The previous setting of each layer is restored on exit, also after an error.
+
+    Example:
+        >>> with exact_batchnorm(model):
+        ...     grads = torch.func.grad(meta_loss)(params)
+    """
+    layers = [m for m in model.modules() if isinstance(m, BatchStatNorm2d)]
+    before = [m.exact for m in layers]
+    for m in layers:
+        m.exact = True
+    try:
+        yield model
+    finally:
+        for m, flag in zip(layers, before):
+            m.exact = flag
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from tlhelpers.fewshot.conv4 import exact_batchnorm
 from tlhelpers.fewshot.evaluation import EvalResult, confidence_interval
 from tlhelpers.fewshot.sampler import Episode, EpisodeSampler
 
@@ -106,7 +108,10 @@ def meta_gradient(
         batch: stacked episodes (``EpisodeSampler.sample_batch``).
         inner_lr: inner-loop step size.
         inner_steps: inner SGD steps on each task's support set.
-        first_order: drop second derivatives (FOMAML).
+        first_order: drop second derivatives (FOMAML). Second-order MAML runs the model's
+            ``BatchStatNorm2d`` layers in their exact form (``conv4.exact_batchnorm``) when
+            ``vectorize`` is True, as the fused kernel's second derivatives are wrong under
+            ``vmap``; everything else keeps the fused, faster form.
         vectorize: batch the tasks with ``torch.func.vmap``; False loops over them. On a shared
             2-core CPU we measured no consistent gain (vmap / plain autograd loop = 0.94 to 1.28
             for 4 tasks); on a GPU vmap is expected to pay, unmeasured here. ``benchmarks/fewshot.py``
@@ -145,7 +150,10 @@ def meta_gradient(
             losses, accs = torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
         return losses.mean(), (losses.mean(), accs.mean())
 
-    grads, (loss, acc) = grad(mean_loss, has_aux=True)(params)
+    # Second derivatives through the fused batch-norm kernel are wrong under vmap (about 1e-2
+    # relative error in float64, torch 2.14): plain ops there; the task loop keeps the fused kernel.
+    with exact_batchnorm(model) if vectorize else nullcontext():
+        grads, (loss, acc) = grad(mean_loss, has_aux=True)(params)
     return grads, float(loss), float(acc)
 
 

@@ -5,8 +5,9 @@ characters at random for training and keep the rest for testing, and add each ch
 by 90, 180 and 270 degrees as new classes (4 x 1200 = 4800 training classes). Test characters get
 rotations too, as in Snell et al.
 
-The same functions serve the reduced-mode glyph alphabets (``tlhelpers.data.glyphs``) and any
-extracted ``alphabet/character/*.png`` folder, such as the small Omniglot subsets.
+The same functions serve any extracted ``alphabet/character/*.png`` folder and the small Omniglot
+subset packaged with ``tlhelpers`` (:func:`load_omniglot_small`: 136 real characters of 5
+alphabets, MIT licence, read offline), which is reduced mode's data in chapter 4.
 
 Example:
     >>> images = load_omniglot()                       # torchvision download, cached tensors
@@ -17,6 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
+import zipfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,9 @@ from tlhelpers.data.tensor_dataset import ImageTensorDataset
 
 STANDARD_TRAIN_CLASSES = 1200
 STANDARD_TOTAL_CLASSES = 1623
+#: The packaged subset (``brendenlake/omniglot`` ``python/images_background_small1.zip``).
+SMALL_ARCHIVE = "omniglot_small1.zip"
+SMALL_CHARACTERS = 136
 
 
 def rotate_classes(dataset: ImageTensorDataset, angles: tuple[int, ...] = (0, 90, 180, 270)) -> ImageTensorDataset:
@@ -180,3 +188,50 @@ def load_omniglot(
         classes.extend(f"{split}/{c}" for c in folder.classes)
     dataset = ImageTensorDataset(torch.from_numpy(np.concatenate(parts)).unsqueeze(1), torch.tensor(labels), classes)
     return _save(dataset, cache)
+
+
+def small_archive() -> Path:
+    """Path of the Omniglot subset shipped inside the package (``tlhelpers/fewshot/assets``).
+
+    Raises:
+        FileNotFoundError: if the install lacks the file, naming the fix.
+    """
+    path = Path(str(resources.files("tlhelpers.fewshot") / "assets" / SMALL_ARCHIVE))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing from this tlhelpers install; reinstall it (pip install --force-reinstall tlhelpers)."
+        )
+    return path
+
+
+def load_omniglot_small(
+    image_size: int = 28, root: str | Path | None = None, progress: bool = True
+) -> ImageTensorDataset:
+    """The packaged Omniglot subset: 136 characters of 5 alphabets, 20 drawings each, offline.
+
+    The archive is unzipped into a temporary folder, decoded and resized once, and cached as uint8
+    tensors in ``<root>/cache/``; the cache file's name carries the archive's MD5, so a changed
+    archive is never served stale tensors. Nothing is downloaded.
+
+    Args:
+        image_size: output side in pixels (28 in the standard protocol).
+        root: data folder for the cache; ``runtime.data_root()`` when None.
+        progress: show a tqdm bar while decoding (first call only).
+
+    Returns:
+        One class per character, named ``"alphabet/characterNN"``; dark strokes on white.
+    """
+    from tlhelpers.runtime import data_root
+
+    archive = small_archive()
+    digest = hashlib.md5(archive.read_bytes()).hexdigest()
+    cache_dir = (Path(root) if root is not None else data_root()) / "cache"
+    cache = cache_dir / f"omniglot_small1_{image_size}px_{digest[:10]}.pt"
+    cached = _cached(cache)
+    if cached is not None:
+        return cached
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".omniglot_small1_") as tmp:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(tmp)
+        return load_character_folder(tmp, image_size=image_size, cache_file=cache, progress=progress)
