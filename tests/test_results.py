@@ -37,6 +37,26 @@ def test_rows_carry_paper_numbers_only_as_such(tmp_path):
     assert table.count("\n") == 3 and "| 76.7 |" in table
 
 
+def test_paper_numbers_only_beside_full_mode_runs(tmp_path):
+    run = {"benchmark": "domain_adaptation", "source": "mnist", "target": "mnistm", "mode": "reduced", "seeds": [0],
+           "target_acc": {"dann": {"mean": 0.6, "std": 0.0}}, "hardware": {"cpu": "x86_64"}, "date": "2026-11-29"}
+    (tmp_path / "da.json").write_text(json.dumps(run))
+    assert [r.paper for r in load_results(tmp_path)] == [""]  # another protocol: no paper number beside it
+
+
+def test_paper_keys_name_real_strategies_and_methods():
+    from tlhelpers.domain.experiment import METHODS
+    from tlhelpers.finetune import STRATEGIES
+    from tlhelpers.results import PAPER
+
+    names = {s.name for s in STRATEGIES}
+    for key in PAPER:
+        if key[0] == "finetune":
+            assert key[1] in names, f"PAPER key {key} names no strategy; strategies: {sorted(names)}"
+        if key[0] == "da":
+            assert key[3] in METHODS, key
+
+
 def test_unknown_benchmark_is_a_clear_error(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"benchmark": "mystery"}))
     with pytest.raises(ValueError, match="unknown benchmark 'mystery'"):
