@@ -65,11 +65,11 @@ def plan(
     if mode == "reduced":
         runs = [(b + "engine_overhead.py", "--reduced"), (b + "finetune.py", "--reduced"), (b + "features.py", "--reduced"),
                 (b + "domain_adaptation.py", "--reduced", "--seeds", "0", "1", "2")]
-        # 600 test episodes (the protocol) where evaluation is cheap; MAML/Reptile adapt per episode.
-        runs += [(b + "fewshot.py", "--reduced", "--method", m, "--way", w, "--shot", s,
-                  *(("--episodes", "600") if m in ("protonet", "linear") else ()))
+        # every method on the same 600 test episodes of the packaged Omniglot subset (5-way), 20-way for two
+        runs += [(b + "fewshot.py", "--reduced", "--method", m, "--way", w, "--shot", s)
                  for m in ("protonet", "maml", "fomaml", "reptile", "linear") for w in ("5", "20") for s in ("1", "5")
                  if w == "5" or m in ("protonet", "linear")]
+        runs += [(b + "fewshot_speed.py", "--reduced")]
         runs += [(b + "notebook_times.py", "--reduced")]
         return [Job((*r, *common)) for r in runs]
     root = ("--data-root", data_root) if data_root else ()

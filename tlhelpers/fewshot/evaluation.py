@@ -7,20 +7,26 @@ scored on exactly the same tasks.
 Example:
     >>> result = evaluate_episodes(lambda ep: protonet_predict(model, ep), sampler, num_episodes=600)
     >>> print(result)   # e.g. "98.6 +- 0.2 % (600 episodes)"
+    >>> table = compare_methods({"ProtoNet": ..., "pixels": pixel_predict}, test_set, n_way=5, shots=(1, 5))
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tlhelpers.data.tensor_dataset import ImageTensorDataset
 from tlhelpers.fewshot.sampler import Episode, EpisodeSampler
+
+#: ``{method: {k_shot: result}}``, every method scored on the same episodes.
+Comparison = dict[str, dict[int, "EvalResult"]]
 
 
 @dataclass
@@ -96,3 +102,82 @@ def evaluate_episodes(
     elapsed = time.perf_counter() - start
     mean, ci = confidence_interval(accs)
     return EvalResult(mean, ci, num_episodes, num_episodes / max(elapsed, 1e-9), accs)
+
+
+def episode_fingerprint(sampler: EpisodeSampler, num_episodes: int, seed: int) -> str:
+    """A short hash of the episodes ``sampler.episodes(num_episodes, seed)`` draws (classes and images).
+
+    Two runs that report the same fingerprint were scored on exactly the same test tasks.
+    """
+    h = hashlib.sha1(f"{sampler.n_way}/{sampler.k_shot}/{sampler.n_query}".encode())
+    for episode in sampler.episodes(num_episodes, seed):
+        for t in (episode.classes, episode.support_x, episode.query_x):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def compare_methods(
+    predictors: Mapping[str, Callable[[Episode], Tensor]],
+    test_set: ImageTensorDataset,
+    *,
+    n_way: int,
+    shots: Sequence[int],
+    n_query: int = 15,
+    num_episodes: int = 600,
+    seed: int = 1,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> Comparison:
+    """Score every method on the same seeded episodes, for each number of shots.
+
+    Args:
+        predictors: method name -> ``predict_fn`` (episode -> query logits).
+        test_set: the test classes.
+        n_way: classes per episode.
+        shots: the ``k_shot`` values to compare.
+        n_query: queries per class.
+        num_episodes: episodes per setting.
+        seed: seed of the episodes, shared by all methods.
+        device: where the episodes are built.
+        progress: show a bar per method and setting.
+
+    Returns:
+        ``{method: {k_shot: EvalResult}}``.
+    """
+    table: Comparison = {name: {} for name in predictors}
+    for k_shot in shots:
+        sampler = EpisodeSampler(test_set, n_way=n_way, k_shot=k_shot, n_query=n_query, device=device)
+        for name, predict in predictors.items():
+            table[name][k_shot] = evaluate_episodes(
+                predict, sampler, num_episodes=num_episodes, seed=seed, progress=progress, desc=f"{name} {k_shot}-shot"
+            )
+    return table
+
+
+def comparison_from_reports(reports: Iterable[Mapping], n_way: int = 5) -> Comparison:
+    """The ``{method: {k_shot: result}}`` table of few-shot benchmark JSON reports (``benchmarks/fewshot.py``).
+
+    Only ``n_way``-way reports are kept. Each report's pixel baseline (scored on the same
+    episodes) becomes the method ``"pixels"``.
+
+    Raises:
+        ValueError: if the reports were scored on different episodes for the same number of shots
+            (their ``episodes.fingerprint`` differ), naming the fix.
+    """
+    table: Comparison = {}
+    seen: dict[int, str] = {}
+    for report in reports:
+        config = report["config"]
+        if int(config["way"]) != n_way:
+            continue
+        k_shot = int(config["shot"])
+        fingerprint = report.get("episodes", {}).get("fingerprint")
+        if fingerprint is not None and seen.setdefault(k_shot, fingerprint) != fingerprint:
+            raise ValueError(
+                f"{n_way}-way {k_shot}-shot reports were scored on different episodes; rerun them with the same "
+                "data, seed, queries and episode count."
+            )
+        for name, acc in ((config["method"], report["accuracy"]), ("pixels", report.get("pixel_baseline"))):
+            if acc is not None:
+                table.setdefault(name, {})[k_shot] = EvalResult(acc["mean"], acc["ci95"], int(acc["num_episodes"]))
+    return {name: dict(sorted(row.items())) for name, row in table.items()}

@@ -1,6 +1,8 @@
-"""Figures for the few-shot chapter: an episode grid, accuracy curves, training history, prototypes.
+"""Figures for the few-shot chapter: an episode grid, accuracy curves, method comparison, training
+history, prototypes.
 
-Every function returns a ``matplotlib.figure.Figure`` and shows nothing; the notebook displays it.
+Every function returns a ``matplotlib.figure.Figure``, closed so that it shows nothing by itself;
+the notebook displays it once as a cell's last expression.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sklearn.decomposition import PCA
 from torch import Tensor
 
 from tlhelpers.engine import History
-from tlhelpers.fewshot.evaluation import EvalResult
+from tlhelpers.fewshot.evaluation import Comparison, EvalResult
 from tlhelpers.fewshot.sampler import Episode
 
 
@@ -49,6 +51,7 @@ def plot_episode(episode: Episode, max_query: int = 5, class_names: Sequence[str
     axes[0, k].set_title("query", fontsize=9, loc="left")
     fig.suptitle(f"{n}-way {k}-shot episode (support | query)", fontsize=10)
     fig.tight_layout()
+    plt.close(fig)
     return fig
 
 
@@ -67,6 +70,46 @@ def plot_accuracy_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_method_comparison(table: Comparison, n_way: int, title: str = "") -> Figure:
+    """Accuracy with 95 % error bars of every method at every number of shots, on shared episodes.
+
+    One group of bars per number of shots, one colour per method (in the table's order), the
+    value printed above each bar, and a dashed chance line at ``1 / n_way``.
+
+    Args:
+        table: ``{method: {k_shot: EvalResult}}`` (``evaluation.compare_methods`` or
+            ``evaluation.comparison_from_reports``).
+        n_way: classes per episode, for the chance line.
+        title: the axes title.
+
+    Raises:
+        ValueError: if the table is empty.
+    """
+    if not table or not any(table.values()):
+        raise ValueError("the comparison table is empty; pass {method: {k_shot: EvalResult}}.")
+    shots = sorted({k for row in table.values() for k in row})
+    methods = list(table)
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(methods) * len(shots), 3.8))
+    for i, name in enumerate(methods):
+        xs = [j + (i - (len(methods) - 1) / 2) * width for j, k in enumerate(shots) if k in table[name]]
+        results = [table[name][k] for k in shots if k in table[name]]
+        means = [100 * r.mean for r in results]
+        bars = ax.bar(xs, means, width, yerr=[100 * r.ci95 for r in results], capsize=3, color=f"C{i % 10}", label=name)
+        ax.bar_label(bars, labels=[f"{m:.0f}" for m in means], padding=2, fontsize=7)
+    ax.axhline(100 / n_way, color="black", linestyle="--", linewidth=1, label=f"chance ({100 / n_way:.0f} %)")
+    ax.set_xticks(range(len(shots)), [f"{k}-shot" for k in shots])
+    ax.set_ylim(0, 108)
+    ax.set_ylabel(f"{n_way}-way query accuracy (%)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    plt.close(fig)
     return fig
 
 
@@ -86,6 +129,7 @@ def plot_meta_history(histories: Mapping[str, History]) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    plt.close(fig)
     return fig
 
 
@@ -111,4 +155,5 @@ def plot_prototype_projection(support_emb: Tensor, support_y: Tensor, query_emb:
     ax.set_ylabel("PC 2")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    plt.close(fig)
     return fig
