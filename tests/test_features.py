@@ -9,7 +9,7 @@ from torchvision.transforms import v2
 
 import tlhelpers.features as features_mod
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
-from tlhelpers.features import LayerNotFoundError, extract_features, valid_layers
+from tlhelpers.features import LayerNotFoundError, extract_features, valid_layers, vgg_aliases
 
 
 def tiny_model(seed: int = 0) -> nn.Module:
@@ -155,6 +155,39 @@ def test_vgg16_aliases_give_expected_shapes():
     with torch.no_grad():
         expected = vgg.eval().features[:30](x).mean(dim=(2, 3))
     torch.testing.assert_close(feats["conv5_3"], expected)
+
+
+# Graph nodes of the named layers, counted by hand from the VGG paper's configurations D (vgg16) and
+# E (vgg19): each conv is followed by its ReLU (and, in vgg16_bn, a BatchNorm before it), each block
+# by a max-pool; the classifier is Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear.
+VGG_NODES = {
+    "vgg16": {"conv1_1": "features.1", "conv3_3": "features.15", "pool3": "features.16", "conv4_3": "features.22",
+              "pool4": "features.23", "conv5_3": "features.29", "pool5": "features.30",
+              "fc6": "classifier.1", "fc7": "classifier.4", "logits": "classifier.6"},
+    "vgg19": {"conv3_4": "features.17", "pool3": "features.18", "conv4_3": "features.24", "conv4_4": "features.26",
+              "conv5_3": "features.33", "conv5_4": "features.35", "pool5": "features.36",
+              "fc6": "classifier.1", "fc7": "classifier.4", "logits": "classifier.6"},
+    "vgg16_bn": {"conv1_1": "features.2", "conv4_3": "features.32", "conv5_3": "features.42", "pool5": "features.43",
+                 "fc7": "classifier.4"},
+    "vgg11": {"conv1_1": "features.1", "pool1": "features.2", "conv5_2": "features.19", "pool5": "features.20"},
+}
+
+
+@pytest.mark.parametrize("arch", sorted(VGG_NODES))
+def test_vgg_aliases_follow_each_configuration(arch):
+    with torch.device("meta"):  # the structure is enough: no weights to initialise
+        model = torchvision.models.get_model(arch)
+    aliases = vgg_aliases(model)
+    assert {name: aliases.get(name) for name in VGG_NODES[arch]} == VGG_NODES[arch]
+    assert "conv5_4" in aliases if arch == "vgg19" else "conv5_4" not in aliases
+    assert features_mod._arch_name(model, None) == arch  # the name in the cache key and file
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "densenet121", "mobilenet_v2"])
+def test_other_models_with_features_and_classifier_get_no_vgg_names(arch):
+    with torch.device("meta"):
+        model = torchvision.models.get_model(arch)
+    assert vgg_aliases(model) == {}
 
 
 @pytest.mark.slow

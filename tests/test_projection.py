@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 
-from tlhelpers.projection import embed_2d, scatter_2d
+from tlhelpers.projection import embed_2d, neighbor_agreement, scatter_2d
 
 matplotlib.use("Agg")
 
@@ -45,6 +45,20 @@ def test_scatter_colours_classes_and_marks_groups():
     assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"a (source)", "c (target)"}
 
 
+def test_neighbor_agreement_matches_sklearn_neighbours():
+    from sklearn.neighbors import NearestNeighbors
+
+    x, labels = clusters()
+    points = embed_2d(x, method="pca")
+    _, idx = NearestNeighbors(n_neighbors=6).fit(points).kneighbors(points)  # the first is the point itself
+    lab = labels.numpy()
+    expected = (lab[idx[:, 1:]] == lab[:, None]).mean()
+    assert neighbor_agreement(points, labels, k=5) == pytest.approx(expected)
+    assert expected > 0.9  # well-separated clusters
+    shuffled = labels[torch.randperm(45, generator=torch.Generator().manual_seed(0))]
+    assert neighbor_agreement(points, shuffled, k=5) < 0.6  # the same map with labels that ignore it
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="unknown"):
         embed_2d(torch.randn(5, 3), method="umap")
@@ -52,3 +66,5 @@ def test_bad_input():
         embed_2d(torch.randn(2, 3))
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         scatter_2d(np.zeros((4, 2)), [0, 1, 2])
+    with pytest.raises(ValueError, match="out of range"):
+        neighbor_agreement(np.zeros((4, 2)), [0, 1, 0, 1], k=4)

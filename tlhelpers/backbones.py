@@ -28,10 +28,11 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum, get_model, get_model_weights, list_models
 
 from tlhelpers.mini_resnet import mini_resnet
+from tlhelpers.mini_vgg import mini_vgg
 from tlhelpers.runtime import is_reduced
 
 # Architectures of this course that torchvision lacks; they have no pretrained weights.
-_EXTRA_ARCHS: dict[str, Callable[..., nn.Module]] = {"mini_resnet": mini_resnet}
+_EXTRA_ARCHS: dict[str, Callable[..., nn.Module]] = {"mini_resnet": mini_resnet, "mini_vgg": mini_vgg}
 
 # Where the classification head lives, by family; other families use their last nn.Linear.
 _HEAD_PATHS: dict[str, str] = {
@@ -71,7 +72,7 @@ class BuiltModel:
 
 
 def list_architectures() -> list[str]:
-    """Names of torchvision's image classifiers (e.g. ``"resnet50"``) and the course's ``"mini_resnet"``."""
+    """Names of torchvision's image classifiers (e.g. ``"resnet50"``) and the course's ``"mini_resnet"``, ``"mini_vgg"``."""
     return [*list_models(module=torchvision.models), *_EXTRA_ARCHS]
 
 

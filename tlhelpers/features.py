@@ -31,15 +31,9 @@ from tqdm.auto import tqdm
 from tlhelpers.checkpoint import CheckpointError, atomic_save, safe_load
 from tlhelpers.runtime import amp_dtype, autocast, get_device
 
-#: Friendly layer names per architecture, mapped to torchvision graph nodes. VGG aliases name
-#: the ReLU after the layer, the activation papers use ("conv5_3", "fc7").
+#: Friendly layer names of the ResNet-layout models, mapped to torchvision graph nodes: each stage's
+#: output is its last block's last ReLU. VGG-layout models get theirs from :func:`vgg_aliases`.
 LAYER_ALIASES: dict[str, dict[str, str]] = {
-    "vgg16": {
-        "conv3_3": "features.15", "pool3": "features.16",
-        "conv4_3": "features.22", "pool4": "features.23",
-        "conv5_3": "features.29", "pool5": "features.30",
-        "fc6": "classifier.1", "fc7": "classifier.4", "logits": "classifier.6",
-    },
     "resnet50": {
         "layer1": "layer1.2.relu_2", "layer2": "layer2.3.relu_2", "layer3": "layer3.5.relu_2",
         "layer4": "layer4.2.relu_2", "avgpool": "avgpool", "logits": "fc",
@@ -49,15 +43,81 @@ LAYER_ALIASES: dict[str, dict[str, str]] = {
         "layer4": "layer4.0.relu_1", "avgpool": "avgpool", "logits": "fc",
     },
 }
-_ARCH_BY_CLASS = {"VGG": "vgg16", "ResNet": "resnet50", "MiniResNet": "mini_resnet"}
+_ARCH_BY_CLASS = {"ResNet": "resnet50", "MiniResNet": "mini_resnet", "MiniVGG": "mini_vgg"}
+_VGG_FEATURE_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d)
+_VGG_CLASSIFIER_TYPES = (nn.Linear, nn.ReLU, nn.Dropout)
 
 
 class LayerNotFoundError(ValueError):
     """A layer name that the model does not have."""
 
 
+def _is_vgg_layout(model: nn.Module) -> bool:
+    """``features`` of 3x3 convs, ReLUs, (BatchNorms) and max-pools; ``classifier`` of three Linears."""
+    feats, head = getattr(model, "features", None), getattr(model, "classifier", None)
+    if not isinstance(feats, nn.Sequential) or not isinstance(head, nn.Sequential):
+        return False
+    convs = [m for m in feats if isinstance(m, nn.Conv2d)]
+    return (
+        bool(convs) and all(isinstance(m, _VGG_FEATURE_TYPES) for m in feats)
+        and all(m.kernel_size == (3, 3) for m in convs) and any(isinstance(m, nn.MaxPool2d) for m in feats)
+        and all(isinstance(m, _VGG_CLASSIFIER_TYPES) for m in head)
+        and sum(isinstance(m, nn.Linear) for m in head) == 3
+    )
+
+
+def vgg_aliases(model: nn.Module) -> dict[str, str]:
+    """The VGG papers' layer names of a VGG-layout model, read from its modules (empty for other models).
+
+    Blocks end at each max-pool: ``conv{b}_{i}`` is the ReLU after the ``i``-th convolution of block
+    ``b`` (after its BatchNorm in ``vgg*_bn``), ``pool{b}`` the block's max-pool, ``fc6`` and ``fc7``
+    the ReLUs after the classifier's first two Linears and ``logits`` its last Linear. Names follow
+    each model's own configuration: ``conv5_3`` is ``features.29`` in ``vgg16`` (its 13th
+    convolution) and ``features.33`` in ``vgg19`` (its 15th), and the same index in ``mini_vgg`` as
+    in ``vgg16``.
+    """
+    if not _is_vgg_layout(model):
+        return {}
+    aliases: dict[str, str] = {}
+    block, conv = 1, 0
+    for i, m in enumerate(model.features):
+        if isinstance(m, nn.Conv2d):
+            conv += 1
+            aliases[f"conv{block}_{conv}"] = f"features.{i}"
+        elif isinstance(m, nn.ReLU) and conv:
+            aliases[f"conv{block}_{conv}"] = f"features.{i}"
+        elif isinstance(m, nn.MaxPool2d):
+            aliases[f"pool{block}"] = f"features.{i}"
+            block, conv = block + 1, 0
+    head = model.classifier
+    linears = [i for i, m in enumerate(head) if isinstance(m, nn.Linear)]
+    for k, i in enumerate(linears[:-1]):
+        after = i + 1 if i + 1 < len(head) and isinstance(head[i + 1], nn.ReLU) else i
+        aliases[f"fc{6 + k}"] = f"classifier.{after}"
+    aliases["logits"] = f"classifier.{linears[-1]}"
+    return aliases
+
+
 def _arch_name(model: nn.Module, name: str | None) -> str:
-    return name or _ARCH_BY_CLASS.get(type(model).__name__, type(model).__name__.lower())
+    if name:
+        return name
+    cls = type(model).__name__
+    if cls == "VGG" and _is_vgg_layout(model):  # vgg11 ... vgg19(_bn): weight layers = convs + 3 Linears
+        n_convs = sum(isinstance(m, nn.Conv2d) for m in model.features)
+        bn = any(isinstance(m, nn.BatchNorm2d) for m in model.features)
+        return f"vgg{n_convs + 3}{'_bn' if bn else ''}"
+    return _ARCH_BY_CLASS.get(cls, cls.lower())
+
+
+def layer_aliases(model: nn.Module, model_name: str | None = None) -> dict[str, str]:
+    """Friendly layer names of ``model`` and their graph nodes: VGG names read from a VGG-layout
+    model's modules (:func:`vgg_aliases`), else the table :data:`LAYER_ALIASES` of its architecture.
+
+    Args:
+        model: the network.
+        model_name: the architecture name for the table (guessed from the class when None).
+    """
+    return vgg_aliases(model) or LAYER_ALIASES.get(_arch_name(model, model_name), {})
 
 
 def valid_layers(model: nn.Module, model_name: str | None = None) -> list[str]:
@@ -68,7 +128,7 @@ def valid_layers(model: nn.Module, model_name: str | None = None) -> list[str]:
         model_name: the architecture name for aliases (guessed from the class when None).
     """
     _, nodes = get_graph_node_names(model.eval())
-    aliases = [a for a, node in LAYER_ALIASES.get(_arch_name(model, model_name), {}).items() if node in nodes]
+    aliases = [a for a, node in layer_aliases(model, model_name).items() if node in nodes]
     return aliases + [n for n in nodes if n != "x"]
 
 
@@ -78,7 +138,7 @@ def resolve_layer(model: nn.Module, layer: str, model_name: str | None = None) -
     Raises:
         LayerNotFoundError: if ``model`` has no such layer; the message lists valid names.
     """
-    node = LAYER_ALIASES.get(_arch_name(model, model_name), {}).get(layer, layer)
+    node = layer_aliases(model, model_name).get(layer, layer)
     layers = valid_layers(model, model_name)
     if node not in layers:
         shown = ", ".join(layers[:60]) + (" ..." if len(layers) > 60 else "")

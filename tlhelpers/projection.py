@@ -2,6 +2,7 @@
 
 ``embed_2d`` returns the points (data), ``scatter_2d`` draws them coloured by class and, with
 ``groups``, with one marker per group (e.g. source vs target domain in chapter 3).
+``neighbor_agreement`` puts a number on "the classes form clusters in the map".
 
 Example:
     >>> points = embed_2d(features, method="tsne", seed=0)
@@ -69,6 +70,39 @@ def embed_2d(
     # A few thousand points: OpenMP threads mostly wait on each other (badly so on a shared CPU).
     with threadpool_limits(1 if len(x) <= 2000 else None):
         return tsne.fit_transform(x).astype(np.float32)
+
+
+def neighbor_agreement(
+    points: np.ndarray | Tensor,
+    labels: Sequence[int] | np.ndarray | Tensor,
+    k: int = 5,
+) -> float:
+    """Mean share of each point's ``k`` nearest neighbours in the map (Euclidean, itself excluded) that share its label.
+
+    A map whose classes form separate clusters scores near 1; one with mixed colours scores near
+    the share of a class (0.1 for ten balanced classes).
+
+    Args:
+        points: the embedding from :func:`embed_2d`.
+        labels: class index of each point.
+        k: neighbours per point.
+
+    Shape:
+        points: ``(N, 2)`` (any ``(N, D)`` works); labels: ``(N,)``.
+
+    Raises:
+        ValueError: if the lengths differ or ``k`` is outside ``1..N-1``.
+    """
+    pts = np.asarray(points.detach().cpu() if isinstance(points, Tensor) else points, dtype=np.float64)
+    lab = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels).astype(int)
+    if pts.ndim != 2 or len(pts) != len(lab):
+        raise ValueError(f"points {pts.shape} and labels ({len(lab)},) must be (N, D) and (N,).")
+    if not 1 <= k < len(pts):
+        raise ValueError(f"k={k} is out of range; use 1..{len(pts) - 1} for {len(pts)} points.")
+    dist = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(dist, np.inf)
+    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return float((lab[nearest] == lab[:, None]).mean())
 
 
 def scatter_2d(
