@@ -60,3 +60,49 @@ def test_same_seed_same_episodes_and_bad_output_shape() -> None:
         evaluate_episodes(lambda ep: torch.zeros(3, 3), sampler, num_episodes=2, progress=False)
     with pytest.raises(ValueError, match="num_episodes"):
         evaluate_episodes(lambda ep: ep, sampler, num_episodes=1, progress=False)
+
+
+def _labelled_set():
+    from tlhelpers.data.tensor_dataset import ImageTensorDataset
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (48, 1, 4, 4), dtype=torch.uint8, generator=gen)
+    return ImageTensorDataset(images, torch.arange(8).repeat_interleave(6), [f"c{i}" for i in range(8)])
+
+
+def test_compare_methods_scores_every_method_on_the_same_episodes() -> None:
+    from tlhelpers.fewshot.evaluation import compare_methods, episode_fingerprint
+
+    seen: dict[str, list[torch.Tensor]] = {"a": [], "b": []}
+
+    def recorder(name):
+        def predict(ep):
+            seen[name].append(torch.cat([ep.classes.float(), ep.support_x.flatten(), ep.query_x.flatten()]))
+            return torch.nn.functional.one_hot(ep.query_y, ep.n_way).float() if name == "a" else torch.zeros(len(ep.query_y), ep.n_way)
+        return predict
+
+    table = compare_methods({"a": recorder("a"), "b": recorder("b")}, _labelled_set(), n_way=3, shots=(1, 2),
+                            n_query=2, num_episodes=5, seed=4)
+    assert set(table) == {"a", "b"} and set(table["a"]) == {1, 2}
+    assert table["a"][1].mean == 1.0 and table["b"][2].mean == pytest.approx(1 / 3)
+    assert len(seen["a"]) == len(seen["b"]) == 10
+    assert all(torch.equal(x, y) for x, y in zip(seen["a"], seen["b"]))
+    sampler = EpisodeSampler(_labelled_set(), n_way=3, k_shot=1, n_query=2)
+    assert episode_fingerprint(sampler, 5, 4) == episode_fingerprint(sampler, 5, 4)
+    assert episode_fingerprint(sampler, 5, 4) != episode_fingerprint(sampler, 5, 5)
+
+
+def test_comparison_from_reports_builds_the_table_and_refuses_mixed_episodes() -> None:
+    from tlhelpers.fewshot.evaluation import comparison_from_reports
+
+    def report(method, way, shot, mean, fingerprint="f1"):
+        acc = {"mean": mean, "ci95": 0.01, "num_episodes": 600}
+        return {"config": {"method": method, "way": way, "shot": shot}, "accuracy": acc,
+                "pixel_baseline": {**acc, "mean": 0.4}, "episodes": {"fingerprint": fingerprint}}
+
+    table = comparison_from_reports([report("maml", 5, 5, 0.9), report("maml", 5, 1, 0.8),
+                                     report("protonet", 5, 1, 0.95), report("protonet", 20, 1, 0.85)])
+    assert list(table["maml"]) == [1, 5] and table["maml"][1].mean == 0.8
+    assert table["protonet"] == {1: table["protonet"][1]} and table["pixels"][1].mean == 0.4
+    with pytest.raises(ValueError, match="different episodes"):
+        comparison_from_reports([report("maml", 5, 1, 0.8), report("protonet", 5, 1, 0.9, fingerprint="f2")])

@@ -57,3 +57,40 @@ def test_character_folder_is_read_and_cached(tmp_path: Path) -> None:
     assert cache.exists()
     again = load_character_folder(tmp_path / "nowhere", image_size=10, cache_file=cache, progress=False)
     assert torch.equal(again.images, ds.images)
+
+
+def test_packaged_subset_is_declared_licensed_and_loaded_offline(tmp_path: Path) -> None:
+    import re
+    import zipfile
+
+    from tlhelpers.fewshot.omniglot import SMALL_CHARACTERS, load_omniglot_small, small_archive
+
+    archive = small_archive()
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()  # tomllib needs 3.11
+    section = re.search(r"^\[tool\.setuptools\.package-data\]\n(.*?)(?:^\[|\Z)", pyproject, re.M | re.S)
+    assert section is not None
+    for name in ("assets/omniglot_small1.zip", "assets/LICENSE", "assets/README.md"):
+        assert f'"{name}"' in section.group(1), name
+    assert "MIT" in (archive.parent / "LICENSE").read_text() and "Lake" in (archive.parent / "README.md").read_text()
+
+    ds = load_omniglot_small(root=tmp_path, progress=False)
+    assert ds.images.shape == (20 * SMALL_CHARACTERS, 1, 28, 28) and ds.images.dtype == torch.uint8
+    assert ds.num_classes == SMALL_CHARACTERS and torch.bincount(ds.labels).eq(20).all()
+    assert len({c.split("/")[0] for c in ds.classes}) == 5
+    # independent decode of the first drawing straight from the zip
+    with zipfile.ZipFile(archive) as zf:
+        first = sorted(n for n in zf.namelist() if n.endswith(".png"))[0]
+        with zf.open(first) as f:
+            ref = np.array(Image.open(f).convert("L").resize((28, 28), Image.Resampling.LANCZOS))
+    assert ds.classes[0] in first and torch.equal(ds.images[0, 0], torch.from_numpy(ref))
+    caches = list((tmp_path / "cache").glob("omniglot_small1_28px_*.pt"))
+    assert len(caches) == 1 and not [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]  # temp tree removed
+    assert torch.equal(load_omniglot_small(root=tmp_path).images, ds.images)  # from the cache
+
+
+def test_held_out_characters_stay_out_with_all_their_rotations() -> None:
+    ds = _tiny(n_classes=10, per_class=2)
+    train, test = omniglot_protocol(ds, n_train_classes=7, seed=3)
+    base = lambda names: {n.split("@")[0] for n in names}  # noqa: E731
+    assert base(train.classes).isdisjoint(base(test.classes)) and len(base(test.classes)) == 3
+    assert test.num_classes == 12 and {n.split("@")[1] for n in test.classes} == {"0", "90", "180", "270"}
