@@ -183,6 +183,20 @@ def notebook_times(folder: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def run_time(times: dict[str, dict[str, Any]], mode: str, notebook: str) -> str:
+    """A notebook's measured run time in ``mode`` as text (``"36 s"``, ``"4 min"``), or ``"not measured yet"``.
+
+    Args:
+        times: what :func:`notebook_times` returns.
+        mode: ``"reduced"`` or ``"full"``.
+        notebook: the notebook's file name, e.g. ``"01_finetuning_resnet50.ipynb"``.
+    """
+    secs = times.get(mode, {}).get("seconds", {}).get(notebook)
+    if secs is None:
+        return "not measured yet"
+    return f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.0f} min"
+
+
 def results_markdown(rows: Iterable[ResultRow]) -> str:
     """A Markdown table of ``rows`` (what the README shows)."""
     header = "| ch. | experiment | data | metric | ours | paper | mode | hardware | date |"

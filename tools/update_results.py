@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tlhelpers.data.catalog import files_markdown  # noqa: E402
-from tlhelpers.results import load_results, notebook_times, results_markdown  # noqa: E402
+from tlhelpers.results import load_results, notebook_times, results_markdown, run_time  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CH_START, CH_END = "<!-- chapters:start -->", "<!-- chapters:end -->"
@@ -40,10 +40,6 @@ def chapters_markdown() -> str:
     times = notebook_times(RESULTS)
     slug = re.search(r'^Repository = "https://github.com/([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
 
-    def when(mode: str, name: str) -> str:
-        secs = times.get(mode, {}).get("seconds", {}).get(name)
-        return "not measured yet" if secs is None else (f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.0f} min")
-
     def where(mode: str) -> str:
         t = times.get(mode)
         return f"{t['hardware']}, {t['date']}" if t else "not measured yet"
@@ -57,7 +53,7 @@ def chapters_markdown() -> str:
         badge = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
                  f"(https://colab.research.google.com/github/{slug}/blob/main/notebooks/{name})")
         lines.append(f"| {number} | [{name[:-6]}](notebooks/{name}) | {topic} | {section} | "
-                     f"{when('reduced', name)} | {when('full', name)} | {badge} |")
+                     f"{run_time(times, 'reduced', name)} | {run_time(times, 'full', name)} | {badge} |")
     return "\n".join(lines)
 
 
