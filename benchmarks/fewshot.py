@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=None, help="meta-training iterations (training budget)")
     p.add_argument("--train-way", type=int, default=None, help="n_way of training episodes (ProtoNet: 60 in the paper)")
     p.add_argument("--meta-batch", type=int, default=None, help="tasks per meta-batch (MAML/Reptile)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None, help="outer learning rate (default 1e-3; reduced MAML/FOMAML 3e-3)")
     p.add_argument("--inner-lr", type=float, default=None)
     p.add_argument("--inner-steps", type=int, default=None, help="training inner steps")
     p.add_argument("--test-inner-steps", type=int, default=None)
@@ -144,8 +144,8 @@ def time_meta_gradient(model, sampler, tasks, inner_lr, inner_steps, repeats, de
 # Reduced mode's settings (per method); full mode's follow the papers and shrink in a smoke run.
 REDUCED = {
     "protonet": {"iterations": 800, "train_way": 20, "train_query": 5},
-    "maml": {"iterations": 300, "meta_batch": 4},
-    "fomaml": {"iterations": 600, "meta_batch": 4},
+    "maml": {"iterations": 300, "meta_batch": 4, "lr": 3e-3},
+    "fomaml": {"iterations": 600, "meta_batch": 4, "lr": 3e-3},
     "reptile": {"iterations": 400, "meta_batch": 4},
     "linear": {"epochs": 6},
 }
@@ -170,8 +170,8 @@ def resolve(args: argparse.Namespace) -> None:
             "timing_tasks": count(32, 2), "timing_repeats": count(5, 1),
             "episodes": count(600, 2), "query": count(15, 2),
         }
-    defaults |= {"inner_lr": 0.4 if is_maml else 1e-3, "inner_steps": 1 if is_maml else 5,
-                 "test_inner_steps": 3 if is_maml else 10}
+    defaults = {"lr": 1e-3, "inner_lr": 0.4 if is_maml else 1e-3, "inner_steps": 1 if is_maml else 5,
+                "test_inner_steps": 3 if is_maml else 10, **defaults}
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
