@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tlhelpers.data.shapes import CLASS_NAMES, make_shapes
+from tlhelpers.data.shapes import CLASS_NAMES, class_name, make_shapes
 
 
 def test_shapes_dtype_shape_and_names():
@@ -39,6 +39,28 @@ def test_class_ids_relabel_and_match_full_set():
     assert torch.equal(a, b)
 
 
+def _high_frequency_share(images: torch.Tensor) -> float:
+    """Share of the (mean-removed) spectral power at periods of 4 pixels or less."""
+    x = images.float() / 255
+    power = torch.fft.fft2(x - x.mean((-1, -2), keepdim=True)).abs() ** 2
+    freq = torch.fft.fftfreq(x.shape[-1]).abs()
+    high = freq[:, None].maximum(freq[None, :]) >= 0.25
+    return float(power[..., high].sum() / power.sum())
+
+
+def test_fine_style_has_far_more_high_frequency_power():
+    plain = make_shapes("train", n_per_class=10, image_size=32, seed=1)
+    fine = make_shapes("train", n_per_class=10, image_size=32, seed=1, style="fine")
+    assert _high_frequency_share(fine.images) > 1.5 * _high_frequency_share(plain.images)
+    assert fine.classes[:2] == ["fine-checkered circle", "fine-striped circle"]
+    assert class_name(1, "fine") == fine.classes[1] and class_name(1) == plain.classes[1]
+    # same seed, own stream: the fine images are not the plain ones re-textured
+    assert not torch.equal(fine.images, plain.images)
+    assert torch.equal(fine.labels, plain.labels)  # same shuffled order, balanced classes
+    again = make_shapes("train", n_per_class=10, image_size=32, seed=1, style="fine")
+    assert torch.equal(fine.images, again.images)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -46,6 +68,7 @@ def test_class_ids_relabel_and_match_full_set():
         ({"class_ids": [20]}, "out of range"),
         ({"class_ids": [1, 1]}, "repeats"),
         ({"image_size": 8}, "image_size"),
+        ({"style": "bold"}, "style"),
     ],
 )
 def test_shapes_bad_arguments(kwargs, match):

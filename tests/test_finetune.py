@@ -37,6 +37,38 @@ def test_load_finetune_data_reduced_split_and_transforms():
         load_finetune_data(True, 16, val_fraction=1.0)
 
 
+@pytest.mark.parametrize("target", ["near", "far"])
+def test_finetune_targets_are_balanced_disjoint_and_deterministic(target):
+    train, val, test = load_finetune_data(True, 16, target=target, n_per_class=5, seed=2)
+    for ds, n in ((train, 5), (val, 1), (test, 5)):
+        assert torch.bincount(ds.labels, minlength=10).tolist() == [n] * 10
+    seen = {bytes(img.numpy()) for img in train.images}
+    assert not any(bytes(img.numpy()) in seen for img in [*val.images, *test.images])
+    again = load_finetune_data(True, 16, target=target, n_per_class=5, seed=2)[0]
+    other = load_finetune_data(True, 16, target=target, n_per_class=5, seed=3)[0]
+    assert torch.equal(train.images, again.images) and not torch.equal(train.images, other.images)
+
+
+def test_far_target_has_the_fine_textures_near_lacks():
+    near = load_finetune_data(True, 32, n_per_class=10)[0]  # "near" is the default
+    far = load_finetune_data(True, 32, target="far", n_per_class=10)[0]
+    # high-pass energy: mean squared difference of horizontal neighbours, an independent measure
+    def energy(ds):
+        x = ds.images.float() / 255
+        return float(((x[..., 1:] - x[..., :-1]) ** 2).mean())
+
+    assert energy(far) > 1.4 * energy(near)
+    assert [c.split()[-1] for c in far.classes] == [c.split()[-1] for c in near.classes]  # same shapes
+    assert far.classes != near.classes
+
+
+def test_far_target_and_unknown_targets_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="only in reduced mode"):
+        load_finetune_data(False, 32, target="far", root=tmp_path)
+    with pytest.raises(ValueError, match="near, far"):
+        load_finetune_data(True, 32, target="medium")
+
+
 def test_prepare_model_uses_source_weights_except_for_scratch(source_state):
     a = prepare_model(STRATEGIES[0], "mini_resnet", 3, weights=None, source_state=source_state)
     d = prepare_model(STRATEGIES[3], "mini_resnet", 3, weights=None, source_state=source_state)

@@ -12,6 +12,11 @@ textures) but not classes:
 - classes 10-19: ring, hexagon, diamond, crescent, half-disk, each dotted or checkered.
 
 Pretraining on 10-19 and fine-tuning on 0-9 therefore shows transfer between related tasks.
+
+``style="fine"`` draws the same shapes with other low-level statistics: every fill becomes a
+high-frequency texture with a period of 2-3 pixels (a solid class gets fine checks, a striped class
+fine stripes), far finer than any texture of the plain style (5-10 pixels a period at 32 px). It is
+the *far* target of chapter 1: same outlines, textures the pretrained filters never had to tell apart.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ _KINDS_B = ("ring", "hexagon", "diamond", "crescent", "half-disk")
 _FILLS_A = ("solid", "striped")
 _FILLS_B = ("dotted", "checkered")
 _SPLITS = {"train": 0, "val": 1, "test": 2}
+#: Drawing styles; the index keys each style's random stream ("plain" keeps its historical stream).
+STYLES: tuple[str, ...] = ("plain", "fine")
+_FINE_NAMES = {"solid": "fine-checkered", "striped": "fine-striped"}
 
 #: (kind, fill) of each class id, 0..19.
 CLASS_SPECS: tuple[tuple[str, str], ...] = tuple(
@@ -85,7 +93,27 @@ def _fill(fill: str, u: Array, v: Array, freq: Array) -> Array:
     raise ValueError(f"unknown fill {fill!r}")
 
 
-def _draw_class(class_id: int, n: int, size: int, rng: np.random.Generator) -> Array:
+def _fine_fill(fill: str, u: Array, v: Array, period: Array) -> Array:
+    """Where the second colour shows in the fine style: checks or stripes ``period`` pixels apart."""
+    su = np.sin(2 * np.pi * u / period) > 0
+    if fill in ("solid", "dotted"):
+        return su ^ (np.sin(2 * np.pi * v / period) > 0)
+    return su
+
+
+def class_name(class_id: int, style: str = "plain") -> str:
+    """Name of a class in a style, e.g. ``"striped circle"`` or ``"fine-striped circle"``.
+
+    Raises:
+        ValueError: on an unknown style.
+    """
+    if style not in STYLES:
+        raise ValueError(f"style={style!r} is unknown; use one of {', '.join(STYLES)}.")
+    kind, fill = CLASS_SPECS[class_id]
+    return CLASS_NAMES[class_id] if style == "plain" else f"{_FINE_NAMES.get(fill, 'fine-' + fill)} {kind}"
+
+
+def _draw_class(class_id: int, n: int, size: int, rng: np.random.Generator, style: str = "plain") -> Array:
     """Draw ``n`` images of one class as float32 ``(n, size, size, 3)`` in [0, 1]."""
     kind, fill = CLASS_SPECS[class_id]
     radius = rng.uniform(0.24, 0.4, n) * size
@@ -103,7 +131,12 @@ def _draw_class(class_id: int, n: int, size: int, rng: np.random.Generator) -> A
     u = (cos * dx + sin * dy) * col(aspect)
     v = (-sin * dx + cos * dy) / col(aspect)
     mask = _MASKS[kind](u, v)
-    second = _fill(fill, u, v, col(freq)) & mask
+    if style == "fine":
+        # in pixels, in the shape's own frame, so the texture rotates with the shape
+        period = col(rng.uniform(2.2, 3.0, n))
+        second = _fine_fill(fill, u * col(radius) / col(aspect), v * col(radius) * col(aspect), period) & mask
+    else:
+        second = _fill(fill, u, v, col(freq)) & mask
 
     # Colours are independent of the class, so only outline and texture carry the label. Offsets
     # on the colour circle keep every channel of the background 0.3-0.4 away from the shape and
@@ -131,6 +164,7 @@ def make_shapes(
     image_size: int = 64,
     class_ids: Sequence[int] | None = None,
     seed: int = 0,
+    style: str = "plain",
 ) -> ImageTensorDataset:
     """Generate a shapes classification dataset (RGB, uint8).
 
@@ -146,15 +180,17 @@ def make_shapes(
         class_ids: which of the 20 classes (see ``CLASS_NAMES``), relabelled ``0..len-1`` in the
             given order; None means classes 0-9. Classes 10-19 are a related but different task.
         seed: base seed.
+        style: ``"plain"`` or ``"fine"`` (every fill a 2-3 pixel texture: the far target of
+            chapter 1); each style draws from its own random stream.
 
     Returns:
-        The dataset; ``classes`` holds names like ``"striped circle"``.
+        The dataset; ``classes`` holds names like ``"striped circle"`` (``"fine-striped circle"``).
 
     Shape:
         images: ``(len(class_ids) * n_per_class, 3, image_size, image_size)``.
 
     Raises:
-        ValueError: on an unknown split, a class id outside 0-19, a repeated class id, or sizes
+        ValueError: on an unknown split or style, a class id outside 0-19, a repeated class id, or sizes
             that are too small.
 
     Example:
@@ -164,6 +200,8 @@ def make_shapes(
     """
     if split not in _SPLITS:
         raise ValueError(f"split={split!r} is unknown; use one of {sorted(_SPLITS)}.")
+    if style not in STYLES:
+        raise ValueError(f"style={style!r} is unknown; use one of {', '.join(STYLES)}.")
     if n_per_class < 1:
         raise ValueError(f"n_per_class={n_per_class} must be at least 1.")
     if image_size < 16:
@@ -178,10 +216,11 @@ def make_shapes(
         raise ValueError(f"class_ids {ids} has repeats; list each class once.")
 
     split_id = _SPLITS[split]
+    key = [] if style == "plain" else [STYLES.index(style)]
     parts = []
     for c in ids:
-        rng = np.random.default_rng([seed, split_id, c])
-        parts.append(_draw_class(c, n_per_class, image_size, rng))
+        rng = np.random.default_rng([seed, split_id, c, *key])
+        parts.append(_draw_class(c, n_per_class, image_size, rng, style))
     images = np.concatenate(parts)
     labels = np.repeat(np.arange(len(ids)), n_per_class)
     order = np.random.default_rng([seed, split_id, 1000]).permutation(len(labels))
@@ -189,5 +228,5 @@ def make_shapes(
     return ImageTensorDataset(
         images_u8.contiguous(),
         torch.from_numpy(labels[order]).long(),
-        [CLASS_NAMES[c] for c in ids],
+        [class_name(c, style) for c in ids],
     )
