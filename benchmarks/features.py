@@ -25,6 +25,12 @@ It also trains linear probes (ours and scikit-learn's) on VGG16 ``conv4_3``/``co
 ResNet-50 ``avgpool`` and, in reduced mode, the proxy-pretrained and random ``mini_resnet``
 (see :mod:`tlhelpers.proxy_pretraining`), with accuracy, dimension and extraction time.
 
+In reduced mode, ``transfer`` holds chapter 2's stand-in for VGG16, ``mini_vgg``
+(:mod:`tlhelpers.mini_vgg`), proxy-pretrained on shapes 10-19 and at random init, probed at
+``conv3_3`` ... ``fc7`` on the near and the far target (``load_finetune_data(target=...)``), for
+``--seeds`` seeds (each seed draws its own pretraining, data, random init and probe), with the
+notebook's sizes: per-seed rows, and mean and std per (target, weights, layer).
+
 ``--max-minutes``: the article's loop gets half of it and stops after the epoch that passes its
 share; the cached runs then train as many epochs as it did (the comparison stays like for like);
 the layer probes run model by model while time is left (the first model always runs). The JSON's
@@ -33,7 +39,7 @@ and ResNet-50 weights (and no network) it prints ``skipped: <reason>`` and exits
 ``TLH_SMOKE=1`` shrinks the full-mode counts (epochs, batch size, probe epochs and iterations).
 
 Usage:
-    python benchmarks/features.py [--reduced] [--epochs 10] [--data-root DIR] [--max-minutes M] [--out FILE]
+    python benchmarks/features.py [--reduced] [--epochs 10] [--seeds 0 1 2] [--data-root DIR] [--max-minutes M] [--out FILE]
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ from tlhelpers.features import extract_features
 from tlhelpers.finetune_data import load_finetune_data
 from tlhelpers.preprocessing import image_transforms, plain_preset, stored_size, weights_preset
 from tlhelpers.probe import make_head, sklearn_probe, train_linear_probe
-from tlhelpers.proxy_pretraining import proxy_pretrained_state
+from tlhelpers.proxy_pretraining import proxy_pretrained_state, source_accuracy
+from tlhelpers.retrieval import precision_at_k
 from tlhelpers.runtime import (
     count,
     get_device,
@@ -70,6 +77,10 @@ from tlhelpers.runtime import (
 
 #: Chapter 1's proxy pretraining (its notebook and benchmark use it), so the cached weights are shared.
 PROXY_PRETRAIN = {"n_per_class": 500, "num_epochs": 10, "lr": 3e-3}
+#: Chapter 2's mini_vgg: its proxy pretraining, training (and test) images per class, and the layers probed.
+VGG_PRETRAIN = {"n_per_class": 300, "num_epochs": 6, "lr": 1e-3}
+TRANSFER_N_PER_CLASS = 30
+TRANSFER_LAYERS = ("conv3_3", "conv4_3", "conv5_3", "fc6", "fc7")
 
 
 def sync(device: torch.device) -> None:
@@ -114,6 +125,49 @@ def article_way(
     return history
 
 
+def transfer_probes(
+    seeds: list[int], image_size: int, batch_size: int, probe_epochs: int, sklearn_iters: int, device: torch.device,
+) -> dict[str, object]:
+    """mini_vgg proxy-pretrained vs random: linear probes per layer on the near and far targets, per seed."""
+    rows = []
+    transform = image_transforms(plain_preset(image_size), train=False)
+    for seed in seeds:
+        state = proxy_pretrained_state("mini_vgg", image_size, seed=seed, progress=False, **VGG_PRETRAIN)
+        source_acc = source_accuracy(state, "mini_vgg", image_size, seed=seed)
+        for target in ("near", "far"):
+            train, _, test = load_finetune_data(True, image_size, target=target, n_per_class=TRANSFER_N_PER_CLASS,
+                                                seed=seed, progress=False)
+            loaders = [DataLoader(ds.with_transform(transform), batch_size=batch_size, shuffle=False) for ds in (train, test)]
+            for weights in ("pretrained", "random"):
+                torch.manual_seed(seed)
+                model = build_classifier("mini_vgg", num_classes=train.num_classes, weights=None).model
+                if weights == "pretrained":
+                    load_backbone_state(model, state)
+                (ftr, ytr), (fte, yte) = (extract_features(model.eval(), list(TRANSFER_LAYERS), loader, device=device,
+                                                           model_name="mini_vgg", progress=False) for loader in loaders)
+                for layer in TRANSFER_LAYERS:
+                    ours = train_linear_probe(ftr[layer], ytr, fte[layer], yte, num_classes=train.num_classes,
+                                              num_epochs=probe_epochs, seed=seed, device=device)
+                    ref = sklearn_probe(ftr[layer], ytr, fte[layer], yte, C=0.1, max_iter=sklearn_iters)
+                    rows.append({
+                        "seed": seed, "target": target, "weights": weights, "layer": layer, "dim": int(ftr[layer].shape[1]),
+                        "source_acc": round(source_acc, 4), "linear_probe_acc": round(ours.val_acc, 4),
+                        "sklearn_acc": round(ref["acc"], 4), "precision_at_8": round(precision_at_k(fte[layer], yte, 8), 4),
+                    })
+    summary = []
+    for target in ("near", "far"):
+        for weights in ("pretrained", "random"):
+            for layer in TRANSFER_LAYERS:
+                accs = torch.tensor([r["linear_probe_acc"] for r in rows
+                                     if (r["target"], r["weights"], r["layer"]) == (target, weights, layer)])
+                summary.append({"target": target, "weights": weights, "layer": layer,
+                                "linear_probe_acc_mean": round(accs.mean().item(), 4),
+                                "linear_probe_acc_std": round(accs.std().item() if len(accs) > 1 else 0.0, 4),
+                                "per_seed": [round(a, 4) for a in accs.tolist()]})
+    return {"arch": "mini_vgg", "proxy_pretrain": VGG_PRETRAIN, "n_per_class": TRANSFER_N_PER_CLASS, "seeds": seeds,
+            "image_size": image_size, "probe_epochs": probe_epochs, "rows": rows, "summary": summary}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reduced", action="store_true", help="offline shapes, small sizes (also set by TLH_REDUCED=1)")
@@ -122,6 +176,8 @@ def main() -> None:
     parser.add_argument("--n-per-class", type=int, default=40, help="reduced mode: train and test images per class")
     parser.add_argument("--batch-size", type=int, default=None, help="default 64")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="reduced mode: seeds of the mini_vgg pretrained-vs-random probes")
     add_run_arguments(parser, data_help="folder with oxford-iiit-pet/ (full mode; default TLH_DATA or data/)")
     args = parser.parse_args()
     budget = Budget(args.max_minutes)
@@ -218,6 +274,10 @@ def main() -> None:
                 "sklearn_acc": round(ref["acc"], 4), "sklearn_seconds": round(ref["seconds"], 3),
             })
 
+    transfer = None
+    if reduced and not budget.spent():
+        transfer = transfer_probes(args.seeds, image_size, args.batch_size, probe_epochs, sklearn_iters, device)
+
     speedup = {"cold": round(article_s / times["cold"], 2), "warm": round(article_s / times["warm"], 2)}
     # The bound assumes the article's epoch costs one extraction pass plus one head epoch; we measure both.
     extract_pass, head_s = parts["cold"]["features"], parts["cold"]["head_training"]
@@ -240,7 +300,8 @@ def main() -> None:
         "seconds_parts": parts,
         "val_acc": {"article": round(article_acc, 4), "cached_cold": round(accs["cold"], 4), "cached_warm": round(accs["warm"], 4)},
         "speedup": speedup,
-        "budget": {**budget.record(article, limit), "probe_models_done": models_done, "probe_models_planned": len(models)},
+        "budget": {**budget.record(article, limit), "probe_models_done": models_done, "probe_models_planned": len(models),
+                   "transfer_done": transfer is not None},
         "note": (
             f"Both pipelines train the same linear head for {epochs} epochs with validation every epoch. "
             f"The cold ratio is bounded: with E one extraction pass (train + val) and h one head epoch, "
@@ -253,6 +314,7 @@ def main() -> None:
             f"meets the >= 10x target; the first run must pay one extraction, the floor for any method that needs the features."
         ),
         "probes": probes,
+        "transfer": transfer,
     }
     out = output_path(args, f"features_{mode}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -88,6 +88,7 @@ def test_full_mode_download_failure_is_clear(torch_home, monkeypatch):
         ("resnet18", "fc"), ("vgg11", "classifier.6"), ("efficientnet_b0", "classifier.1"),
         ("mobilenet_v2", "classifier.1"), ("mobilenet_v3_small", "classifier.3"),
         ("convnext_tiny", "classifier.2"), ("densenet121", "classifier"), ("mini_resnet", "fc"),
+        ("mini_vgg", "classifier.6"),
     ],
 )
 def test_head_replaced_for_each_family(arch, head):
@@ -138,6 +139,7 @@ def test_load_backbone_state_skips_head_and_rejects_other_arch():
         ({"arch": "resnet18", "num_classes": 1}, "at least 2"),
         ({"arch": "resnet18", "weights": "IMAGENET9K"}, "unknown weights.*IMAGENET1K_V1"),
         ({"arch": "mini_resnet", "weights": "DEFAULT"}, "no pretrained weights"),
+        ({"arch": "mini_vgg", "weights": "DEFAULT"}, "no pretrained weights"),
     ],
 )
 def test_bad_input(kwargs, match):

@@ -6,15 +6,16 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
 from tlhelpers.backbones import build_classifier, head_name, load_backbone_state, replace_head
 from tlhelpers.features import extract_features, valid_layers, vgg_aliases
-from tlhelpers.mini_vgg import MiniVGG, mini_vgg, vgg_features
+from tlhelpers.mini_vgg import MiniVGG, StandardizedWeight, mini_vgg, vgg_features
 
 
 def module_types(seq: nn.Sequential) -> list[type]:
-    return [type(m) for m in seq]
+    return [parametrize.type_before_parametrizations(m) for m in seq]
 
 
 def test_same_module_types_at_the_same_indices_as_vgg16():
@@ -58,6 +59,22 @@ def test_extracted_layers_match_a_manual_forward():
     for layer in layers:
         torch.testing.assert_close(feats[layer], expected[layer])
     assert {k: v.shape[1] for k, v in feats.items()} == {"conv4_3": 16, "conv5_3": 16, "pool5": 16, "fc6": 12, "fc7": 12}
+
+
+def test_standardized_weights_match_an_explicit_formula():
+    torch.manual_seed(0)
+    model = MiniVGG(10)
+    conv = model.features[2]
+    raw = conv.parametrizations.weight.original
+    per_filter = raw.flatten(1)
+    expected = (per_filter - per_filter.mean(1, keepdim=True)) / (per_filter.std(1, unbiased=False, keepdim=True)
+                                                                  * per_filter.shape[1] ** 0.5)
+    expected = expected * (2 / (1 - 1 / torch.pi)) ** 0.5
+    torch.testing.assert_close(conv.weight.flatten(1), expected, rtol=1e-3, atol=1e-5)
+    assert isinstance(conv, nn.Conv2d) and isinstance(conv.parametrizations.weight[0], StandardizedWeight)
+    plain = MiniVGG(10, standardize=False)
+    assert not parametrize.is_parametrized(plain.features[2])
+    assert [type(m) for m in plain.features] == module_types(model.features)
 
 
 @pytest.mark.parametrize("size, pooled_side", [(32, 1), (64, 2)])

@@ -7,6 +7,7 @@ from tlhelpers.probe import (
     FeatureLoader,
     cpu_threads,
     make_head,
+    plot_layer_probes,
     probe_accuracy,
     sklearn_probe,
     train_linear_probe,
@@ -80,3 +81,25 @@ def test_cpu_threads_sets_and_restores_the_thread_count():
     assert torch.get_num_threads() == before
     with cpu_threads(None, torch.device("cpu")):
         assert torch.get_num_threads() == before
+
+
+def test_plot_layer_probes_draws_each_series_at_its_layers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    layers = ["conv4_3", "conv5_3", "fc7"]
+    rows = [{"layer": layer, "target": target, "weights": weights, "test_acc": 0.1 * (i + 1) + (0.3 if weights == "pretrained" else 0)}
+            for target in ("near", "far") for weights in ("pretrained", "random") for i, layer in enumerate(layers)]
+    rows.append({"layer": "fc7", "target": "extra", "weights": "pretrained", "test_acc": 0.9})
+    fig = plot_layer_probes(rows, layers, chance=0.1, title="t")
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"near, pretrained", "near, random", "far, pretrained", "far, random", "extra, pretrained", "chance"}
+    assert list(lines["far, random"].get_ydata()) == pytest.approx([0.1, 0.2, 0.3])
+    assert list(lines["near, pretrained"].get_xdata()) == [0, 1, 2] and list(lines["extra, pretrained"].get_xdata()) == [2]
+    assert lines["near, pretrained"].get_linestyle() == "-" and lines["near, random"].get_linestyle() == "--"
+    assert lines["near, random"].get_color() == lines["near, pretrained"].get_color() != lines["far, random"].get_color()
+    assert [t.get_text() for t in ax.get_xticklabels()] == layers and ax.get_title() == "t"
+    with pytest.raises(ValueError, match="needs keys"):
+        plot_layer_probes([{"layer": "pool9", "target": "near", "weights": "random", "test_acc": 0.1}], layers)
+

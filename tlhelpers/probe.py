@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -244,3 +244,54 @@ def sklearn_probe(
         "seconds": seconds,
         "model": clf,
     }
+
+
+def plot_layer_probes(
+    rows: Sequence[Mapping[str, Any]],
+    layers: Sequence[str],
+    *,
+    chance: float | None = None,
+    metric: str = "test_acc",
+    title: str | None = None,
+) -> Any:
+    """Probe accuracy per layer: one colour per target, solid for pretrained and dashed for random weights.
+
+    Args:
+        rows: one dict per probe with ``"layer"``, ``"target"``, ``"weights"`` (``"pretrained"`` or
+            ``"random"``) and ``metric``.
+        layers: the x axis, shallow to deep.
+        chance: draws a grey chance line when given.
+        metric: the key of the accuracy in each row.
+        title: axes title.
+
+    Returns:
+        The matplotlib figure.
+
+    Raises:
+        ValueError: if a row lacks a key or names a layer not in ``layers``.
+    """
+    import matplotlib.pyplot as plt
+
+    for row in rows:
+        missing = [k for k in ("layer", "target", "weights", metric) if k not in row]
+        if missing or row["layer"] not in layers:
+            raise ValueError(f"row {dict(row)} needs keys layer, target, weights, {metric} and a layer from {list(layers)}.")
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    targets = list(dict.fromkeys(row["target"] for row in rows))
+    for i, target in enumerate(targets):
+        for weights in dict.fromkeys(row["weights"] for row in rows if row["target"] == target):
+            acc = {row["layer"]: row[metric] for row in rows if row["target"] == target and row["weights"] == weights}
+            xs = [j for j, layer in enumerate(layers) if layer in acc]
+            ax.plot(xs, [acc[layers[j]] for j in xs], marker="o", color=plt.get_cmap("tab10")(i),
+                    linestyle="-" if weights == "pretrained" else "--", label=f"{target}, {weights}")
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(range(len(layers)), list(layers))
+    ax.set_xlabel("layer (shallow to deep)")
+    ax.set_ylabel("probe accuracy")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
