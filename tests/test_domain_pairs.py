@@ -9,7 +9,7 @@ from tlhelpers.domain.pairs import check_compatible, load_domain, load_pair, mat
 
 
 def test_unknown_domain_lists_valid_names():
-    with pytest.raises(ValueError, match="valid domains: fontdigits, mnistm_style, mnist, mnistm, svhn, usps"):
+    with pytest.raises(ValueError, match="valid domains: uci_digits, uci_digits_m, fontdigits, mnistm_style, mnist, mnistm, svhn, usps"):
         load_pair("mnist", "imagenet")
     with pytest.raises(ValueError, match="unknown domain"):
         load_domain("MNIST")
@@ -85,3 +85,18 @@ def test_pairs_table_is_consistent():
     for source, target in pairs.PAIRS:
         assert source in pairs.REDUCED_DOMAINS + pairs.FULL_DOMAINS
         assert target in pairs.REDUCED_DOMAINS + pairs.FULL_DOMAINS
+
+
+def test_reduced_real_pair_is_offline_and_matched():
+    pair = load_pair("uci_digits", "uci_digits_m", n_train=50, n_test=30)
+    assert pair.name == "uci_digits_uci_digits_m"
+    for ds in (pair.source_train, pair.source_test, pair.target_train, pair.target_test):
+        assert ds.image_shape == (3, 32, 32) and ds.images.dtype == torch.uint8 and ds.num_classes == 10
+    assert len(pair.source_train) == 50 and len(pair.target_test) == 30
+    src, tgt = pair.source_train.images.float(), pair.target_train.images.float()
+    assert torch.equal(src[:, 0], src[:, 2])  # grey handwriting copied to 3 channels
+    assert (tgt[:, 0] - tgt[:, 1]).abs().mean() > 1  # photo colours
+
+
+def test_every_domain_has_a_description():
+    assert set(pairs.DESCRIPTIONS) == set(pairs.REDUCED_DOMAINS + pairs.FULL_DOMAINS)

@@ -11,6 +11,7 @@ Modules:
     steps: ``step_fn`` objects for :func:`tlhelpers.engine.fit` (source-only, DANN, MMD).
     mmd: the multi-kernel Gaussian maximum mean discrepancy (DAN's alignment loss).
     a_distance: the proxy A-distance between two sets of features.
+    alignment: the proxy A-distance and MMD of a trained model's features on two test sets.
     pairs: source/target dataset pairs by name (reduced and full mode).
     experiment: train one method on a pair with a shared budget (notebook and benchmark).
     visual: features, t-SNE and the chapter's figures.

@@ -52,6 +52,7 @@ class DAConfig:
         weight_decay: weight decay.
         gamma: steepness of the ``lambda`` ramp (DANN's GRL and MMD's weight).
         mmd_weight: trade-off of the MMD loss.
+        mmd_multipliers: bandwidth multipliers of the MMD's Gaussian kernels (DAN's 2^-2 .. 2^2).
         feature_dim: length of the feature vector.
         width: channels of the CNN's first convolution.
     """
@@ -63,6 +64,7 @@ class DAConfig:
     weight_decay: float = 5e-4
     gamma: float = 10.0
     mmd_weight: float = 1.0
+    mmd_multipliers: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
     feature_dim: int = 128
     width: int = 32
 
@@ -136,7 +138,7 @@ def train_method(
     else:
         loader = PairedLoader(source, target)
         step = {"source_only": source_only_step, "dann": dann_step}.get(method) or MMDStep(
-            MultiKernelMMD(), weight=config.mmd_weight, gamma=config.gamma
+            MultiKernelMMD(config.mmd_multipliers), weight=config.mmd_weight, gamma=config.gamma
         )
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(

@@ -1,7 +1,9 @@
 """Source/target domain pairs by name, every image as a 3x32x32 uint8 tensor.
 
-Reduced mode (offline, generated in-process): ``fontdigits -> mnistm_style``, rendered digits on
-plain backgrounds to the same digits blended onto photo crops.
+Reduced mode (offline, no download): ``uci_digits -> uci_digits_m``, the DANN paper's MNIST ->
+MNIST-M in miniature: real handwritten 8x8 digits that ship with scikit-learn, to the same kind of
+digits blended onto photo crops (:mod:`tlhelpers.data.uci_digits`). Also offline: ``fontdigits``
+and ``mnistm_style``, digits rendered from fonts, plain and on photos (:mod:`tlhelpers.data.digits`).
 
 Full mode (torchvision downloads), the DANN paper's digit pairs: ``mnist -> mnistm``,
 ``svhn -> mnist`` and ``mnist -> usps``. Channels and sizes differ across these datasets (MNIST and
@@ -10,7 +12,7 @@ goes through the same stated transform: **bilinear resize to ``image_size`` (32)
 copied into 3 identical channels**. Colour is not thrown away, and no domain gets a special case.
 
 Example:
-    >>> pair = load_pair("fontdigits", "mnistm_style", n_train=1000, n_test=500)
+    >>> pair = load_pair("uci_digits", "uci_digits_m", n_train=1000, n_test=500)
     >>> pair.source_train.image_shape, pair.target_train.image_shape
     ((3, 32, 32), (3, 32, 32))
 """
@@ -24,16 +26,27 @@ import torch
 
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
 
-REDUCED_DOMAINS = ("fontdigits", "mnistm_style")
+REDUCED_DOMAINS = ("uci_digits", "uci_digits_m", "fontdigits", "mnistm_style")
 FULL_DOMAINS = ("mnist", "mnistm", "svhn", "usps")
 #: The pairs the chapter trains, as (source, target).
-PAIRS = (("fontdigits", "mnistm_style"), ("mnist", "mnistm"), ("svhn", "mnist"), ("mnist", "usps"))
+PAIRS = (("uci_digits", "uci_digits_m"), ("mnist", "mnistm"), ("svhn", "mnist"), ("mnist", "usps"))
 #: Target accuracies reported by Ganin et al. (JMLR 2016, Table 2) for the pairs it covers.
 PAPER_TARGET_ACC = {
     ("mnist", "mnistm"): {"source_only": 0.5225, "dann": 0.7666},
     ("svhn", "mnist"): {"source_only": 0.5490, "dann": 0.7385},
 }
 DIGIT_CLASSES = [str(d) for d in range(10)]
+#: What each domain is, in a line (for results files and figure captions).
+DESCRIPTIONS = {
+    "uci_digits": "real handwritten digits, 8x8, scikit-learn's copy of UCI optdigits (offline)",
+    "uci_digits_m": "the same real handwritten digits blended on photo crops, MNIST-M recipe (offline)",
+    "fontdigits": "digits rendered from matplotlib's fonts with affine jitter (generated)",
+    "mnistm_style": "font digits blended on photo crops, MNIST-M recipe (generated)",
+    "mnist": "MNIST handwritten digits, 28x28 grey (torchvision)",
+    "mnistm": "MNIST-M, MNIST digits blended on BSDS500 photo crops (Ganin & Lempitsky)",
+    "svhn": "SVHN house-number crops, 32x32 colour (torchvision)",
+    "usps": "USPS handwritten digits, 16x16 grey (torchvision)",
+}
 
 
 @dataclass
@@ -138,13 +151,14 @@ def load_domain(
     """One domain's split as a 3-channel ``ImageTensorDataset`` of digits 0-9.
 
     Args:
-        name: one of ``fontdigits``, ``mnistm_style`` (generated) or ``mnist``, ``mnistm``,
-            ``svhn``, ``usps`` (torchvision).
+        name: one of ``uci_digits``, ``uci_digits_m`` (scikit-learn's handwritten digits, offline),
+            ``fontdigits``, ``mnistm_style`` (generated) or ``mnist``, ``mnistm``, ``svhn``,
+            ``usps`` (torchvision).
         split: ``"train"`` or ``"test"``.
         root: data folder for the torchvision domains; :func:`tlhelpers.runtime.data_root` if None.
         image_size: output height and width.
         n: number of images (generated domains: how many to make, default 2000; real domains: a
-            random subset of this size, default all).
+            random subset of this size, default all; ``uci_digits*`` splits hold 1,078 and 719).
         seed: generator seed, or the subset's seed.
         download: allow a download when a real dataset's files are missing (never when present).
 
@@ -156,6 +170,14 @@ def load_domain(
     _check_name(name)
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}; use 'train' or 'test'.")
+    if name in ("uci_digits", "uci_digits_m"):
+        from tlhelpers.data import uci_digits
+
+        if name == "uci_digits":
+            ds = uci_digits.make_uci_digits(split, n=n, seed=seed)
+        else:
+            ds = uci_digits.make_uci_digits_m(split, n=n, image_size=image_size, seed=seed)
+        return ImageTensorDataset(match_format(ds.images, image_size), ds.labels, ds.classes)
     if name in REDUCED_DOMAINS:
         from tlhelpers.data import digits
 

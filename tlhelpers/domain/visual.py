@@ -47,26 +47,39 @@ def feature_vectors(
 
 
 def plot_domain_embedding(
-    points: np.ndarray, is_target: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray, title: str = ""
+    points: np.ndarray,
+    is_target: Sequence[int] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    title: str = "",
+    class_names: Sequence[str] | None = None,
 ) -> Any:
     """Two scatter panels of 2-D points: coloured by domain (left) and by class (right).
 
-    Source points are dots, target points crosses, in both panels.
+    Source points are dots, target points crosses, in both panels; each panel has a legend (the
+    class legend names every class, ``class_names`` or the label numbers).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     pts, dom, lab = np.asarray(points), np.asarray(is_target).astype(bool), np.asarray(labels)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     for mask, marker, name, colour in ((~dom, "o", "source", "tab:blue"), (dom, "x", "target", "tab:orange")):
         axes[0].scatter(*pts[mask].T, s=8, marker=marker, c=colour, alpha=0.6, label=name)
         axes[1].scatter(*pts[mask].T, s=8, marker=marker, c=lab[mask], cmap="tab10", vmin=0, vmax=9, alpha=0.7)
     axes[0].legend(markerscale=2, fontsize=8)
+    cmap = plt.get_cmap("tab10")
+    classes = sorted(set(lab.tolist()))
+    names = [str(class_names[c]) if class_names is not None else str(c) for c in classes]
+    handles = [Line2D([], [], ls="", marker="s", color=cmap(c % 10), label=nm) for c, nm in zip(classes, names, strict=True)]
+    handles += [Line2D([], [], ls="", marker=m, color="grey", label=d) for m, d in (("o", "source"), ("x", "target"))]
+    axes[1].legend(handles=handles, fontsize=8, title="class", loc="center left", bbox_to_anchor=(1.01, 0.5))
     axes[0].set_title(f"{title} - by domain".strip(" -"))
-    axes[1].set_title(f"{title} - by class (o source, x target)".strip(" -"))
+    axes[1].set_title(f"{title} - by class".strip(" -"))
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
+    plt.close(fig)
     return fig
 
 
@@ -83,6 +96,7 @@ def plot_sample_grid(source: Any, target: Any, n: int = 10, names: tuple[str, st
             axes[row, col].axis("off")
         axes[row, 0].text(-0.3, 0.5, name, transform=axes[row, 0].transAxes, ha="right", va="center")
     fig.tight_layout()
+    plt.close(fig)
     return fig
 
 
@@ -106,4 +120,5 @@ def plot_training_signals(histories: Mapping[str, History]) -> Any:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    plt.close(fig)
     return fig
