@@ -104,5 +104,8 @@ def test_comparison_from_reports_builds_the_table_and_refuses_mixed_episodes() -
                                      report("protonet", 5, 1, 0.95), report("protonet", 20, 1, 0.85)])
     assert list(table["maml"]) == [1, 5] and table["maml"][1].mean == 0.8
     assert table["protonet"] == {1: table["protonet"][1]} and table["pixels"][1].mean == 0.4
+    old = report("reptile", 5, 1, 0.7)
+    del old["episodes"]  # an older report without a fingerprint is left out
+    assert "reptile" not in comparison_from_reports([old, report("maml", 5, 1, 0.8)])
     with pytest.raises(ValueError, match="different episodes"):
         comparison_from_reports([report("maml", 5, 1, 0.8), report("protonet", 5, 1, 0.9, fingerprint="f2")])

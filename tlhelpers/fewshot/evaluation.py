@@ -157,7 +157,8 @@ def compare_methods(
 def comparison_from_reports(reports: Iterable[Mapping], n_way: int = 5) -> Comparison:
     """The ``{method: {k_shot: result}}`` table of few-shot benchmark JSON reports (``benchmarks/fewshot.py``).
 
-    Only ``n_way``-way reports are kept. Each report's pixel baseline (scored on the same
+    Only ``n_way``-way reports that record their episodes' fingerprint are kept (older reports,
+    scored on unknown episodes, are left out). Each report's pixel baseline (scored on the same
     episodes) becomes the method ``"pixels"``.
 
     Raises:
@@ -171,8 +172,10 @@ def comparison_from_reports(reports: Iterable[Mapping], n_way: int = 5) -> Compa
         if int(config["way"]) != n_way:
             continue
         k_shot = int(config["shot"])
-        fingerprint = report.get("episodes", {}).get("fingerprint")
-        if fingerprint is not None and seen.setdefault(k_shot, fingerprint) != fingerprint:
+        fingerprint = (report.get("episodes") or {}).get("fingerprint")
+        if fingerprint is None:
+            continue
+        if seen.setdefault(k_shot, fingerprint) != fingerprint:
             raise ValueError(
                 f"{n_way}-way {k_shot}-shot reports were scored on different episodes; rerun them with the same "
                 "data, seed, queries and episode count."
