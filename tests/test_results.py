@@ -76,3 +76,11 @@ def test_failed_benchmark_keeps_old_numbers(tmp_path, monkeypatch):
     assert runner.main(["--results-dir", str(results)]) == 1  # the failure is reported...
     assert (results / "old.json").read_text() == '{"v": 1}'  # ...its old numbers are restored...
     assert (results / "new.json").exists()  # ...and the other benchmarks still ran
+
+
+def test_every_committed_result_file_has_a_reader():
+    rows = load_results(ROOT / "benchmarks" / "results")
+    sources = {r.source for r in rows}
+    for path in (ROOT / "benchmarks" / "results").glob("*.json"):
+        if not path.name.startswith("notebook_times"):
+            assert path.name in sources, f"{path.name} gives no row in the README's results table"

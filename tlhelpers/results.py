@@ -139,6 +139,13 @@ def _fewshot(d: dict[str, Any], src: str) -> list[ResultRow]:
     return rows
 
 
+def _fewshot_speed(d: dict[str, Any], src: str) -> list[ResultRow]:
+    return [ResultRow("4", "Conv-4 training step (fused batch norm) vs a stock nn.BatchNorm2d Conv-4",
+                      "time ratio (target ≤ 1.1)", f"{d['ratio_ours_over_reference']:.2f}", "",
+                      "one 20-way episode, 320 images 28×28", d["mode"], _hardware(d.get("hardware")),
+                      str(d.get("date", ""))[:10], src)]
+
+
 def _no_rows(d: dict[str, Any], src: str) -> list[ResultRow]:
     return []  # notebook run times go to the chapter table, see notebook_times()
 
@@ -150,6 +157,7 @@ READERS: dict[str, Callable[[dict[str, Any], str], list[ResultRow]]] = {
     "features": _features,
     "domain_adaptation": _domain,
     "fewshot": _fewshot,
+    "fewshot_speed": _fewshot_speed,
 }
 
 
