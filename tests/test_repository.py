@@ -81,3 +81,20 @@ def test_notebook_headers_are_in_sync():
 def test_readme_names_the_pinned_release():
     version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
     assert f"v{version}" in (ROOT / "README.md").read_text()
+
+
+def test_notebook_run_times_agree_with_the_readme():
+    """A notebook's header and the README's chapter table give the same measured run time."""
+    from tlhelpers.results import notebook_times, run_time
+
+    times = notebook_times(ROOT / "benchmarks" / "results")
+    readme = (ROOT / "README.md").read_text()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        header = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        paragraph = re.search(r"\*\*Run time\*\*.*?(?=\n\n|\Z)", header, re.S)
+        assert paragraph, f"{path.name}: no **Run time** paragraph; run tools/sync_notebooks.py"
+        row = next(line for line in readme.splitlines() if f"(notebooks/{path.name})" in line)
+        for mode in ("reduced", "full"):
+            figure = run_time(times, mode, path.name)
+            assert figure in paragraph.group(0), f"{path.name}: header lacks the {mode} time {figure}"
+            assert f"| {figure} |" in row, f"README's row of {path.name} lacks the {mode} time {figure}"

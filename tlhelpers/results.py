@@ -183,11 +183,15 @@ def load_results(folder: str | Path) -> list[ResultRow]:
 
 
 def notebook_times(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """Measured notebook run times by mode: ``{"reduced": {"hardware": ..., "seconds": {name: s}}}``."""
+    """Measured notebook run times by mode: ``{"reduced": {"hardware": ..., "date": ..., "cold": ..., "seconds": {name: s}}}``.
+
+    ``cold`` is True when each notebook ran from an empty data folder (``notebook_times.py --cold``).
+    """
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(folder).glob("notebook_times_*.json")):
         d = json.loads(path.read_text())
-        out[d["mode"]] = {"hardware": d.get("hardware", "?"), "date": str(d.get("date", ""))[:10], "seconds": d["seconds"]}
+        out[d["mode"]] = {"hardware": d.get("hardware", "?"), "date": str(d.get("date", ""))[:10],
+                          "cold": bool(d.get("cold", False)), "seconds": d["seconds"]}
     return out
 
 

@@ -1,8 +1,10 @@
-"""Keep every notebook's header in sync: the Open-in-Colab badge and the Colab setup cell.
+"""Keep every notebook's header in sync: the Open-in-Colab badge, the Colab setup cell and the run time.
 
 The repository address comes from ``pyproject.toml`` (``[project.urls] Repository``) and the pinned
 release from the package version, so publishing the course is: set the address there, run this
-script, tag ``v<version>``. ``--check`` exits 1 when a notebook is out of sync (CI runs it through
+script, tag ``v<version>``. The header's **Run time** paragraph is written from the measured times in
+``benchmarks/results/notebook_times_<mode>.json`` (``benchmarks/notebook_times.py``), the numbers the
+README's chapter table shows, so the two never disagree. ``--check`` exits 1 when a notebook is out of sync (CI runs it through
 ``tests/test_repository.py``).
 
 Usage:
@@ -14,10 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tlhelpers.results import notebook_times, run_time  # noqa: E402
+
 BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+# the header's run-time paragraph: from "**Run time" to the next blank line or the end of the cell
+RUN_TIME_RE = re.compile(r"\*\*Run time.*?(?=\n\n|\Z)", re.S)
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def repository() -> str:
@@ -59,18 +69,40 @@ if "google.colab" in sys.modules:
         os.environ["TORCH_HOME"] = "/content/drive/MyDrive/tlcv/torch"'''
 
 
+def run_time_paragraph(name: str, times: dict) -> str:
+    """The header's run-time paragraph of notebook ``name``, from the measured times."""
+
+    def measured(mode: str, what: str) -> str:
+        t = times.get(mode)
+        if t is None or name not in t["seconds"]:
+            return f"{what}: not measured yet"
+        how = "from an empty data folder" if t.get("cold") else "with the caches of the notebooks before it"
+        return f"{what}: {run_time(times, mode, name)} ({t['hardware']}, {t['date']}, {how})"
+
+    return ("**Run time**, measured by `benchmarks/notebook_times.py` (the README's chapter table shows the same "
+            f"numbers): {measured('reduced', 'reduced mode (`TLH_REDUCED=1`, offline, CPU)')}; "
+            f"{measured('full', 'full mode (real data and weights, GPU)')}.")
+
+
+def _with_run_time(title: str, paragraph: str) -> str:
+    if RUN_TIME_RE.search(title):
+        return RUN_TIME_RE.sub(lambda _: paragraph, title, count=1)
+    return title.rstrip("\n") + "\n\n" + paragraph
+
+
 def _lines(text: str) -> list[str]:
     parts = text.split("\n")
     return [p + "\n" for p in parts[:-1]] + [parts[-1]]
 
 
-def synced(path: Path) -> str:
-    """``path``'s notebook JSON with the current badge and setup cell."""
+def synced(path: Path, times: dict | None = None) -> str:
+    """``path``'s notebook JSON with the current badge, setup cell and run time."""
+    times = notebook_times(RESULTS) if times is None else times
     nb = json.loads(path.read_text())
     cells = nb["cells"]
     title = "".join(cells[0]["source"])
     new_title = BADGE_RE.sub(badge(path.name), title) if BADGE_RE.search(title) else title.replace("\n", f"\n\n{badge(path.name)}\n", 1)
-    cells[0]["source"] = _lines(new_title)
+    cells[0]["source"] = _lines(_with_run_time(new_title, run_time_paragraph(path.name, times)))
     first_code = next(c for c in cells if c["cell_type"] == "code")
     first_code["source"] = _lines(setup_cell())
     return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
@@ -81,8 +113,9 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="report notebooks out of sync, change nothing")
     args = parser.parse_args()
     stale = []
+    times = notebook_times(RESULTS)
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        text = synced(path)
+        text = synced(path, times)
         if text == path.read_text():
             continue
         if args.check:
