@@ -7,7 +7,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from tlhelpers import proxy_pretraining
-from tlhelpers.finetune import STRATEGIES, Strategy, prepare_model, results_table, run_strategy
+from tlhelpers.finetune import (
+    STRATEGIES,
+    Strategy,
+    StrategyResult,
+    prepare_model,
+    results_table,
+    run_strategy,
+)
 from tlhelpers.finetune_data import load_finetune_data
 from tlhelpers.preprocessing import image_transforms, plain_preset
 from tlhelpers.proxy_pretraining import SOURCE_CLASSES, proxy_pretrained_state, source_accuracy
@@ -140,3 +147,23 @@ def test_source_accuracy_matches_a_manual_count(source_state):
     with torch.no_grad():
         correct = sum(int(model(x[None]).argmax(1).item() == y) for x, y in test)
     assert acc == pytest.approx(correct / len(test))
+
+
+def test_plot_strategies_by_target_draws_one_bar_per_run():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tlhelpers.engine import History
+    from tlhelpers.finetune import plot_strategies_by_target
+
+    def result(strategy, acc):
+        return StrategyResult(strategy, torch.nn.Identity(), History(), 1, 1, 0.1, acc, True)
+
+    near = [result(s, acc) for s, acc in zip(STRATEGIES, (0.5, 0.52, 0.51, 0.3))]
+    far = [result(s, acc) for s, acc in zip(STRATEGIES[:3], (0.3, 0.36, 0.35))]
+    fig = plot_strategies_by_target({"near": near, "far": far}, chance=0.1)
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == sorted(round(100 * a, 6) for a in (0.5, 0.52, 0.51, 0.3, 0.3, 0.36, 0.35))
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"({s.key}) {s.name}" for s in STRATEGIES]
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"near target", "far target", "chance"}

@@ -194,3 +194,37 @@ def results_table(results: Iterable[StrategyResult]) -> str:
             f"| ({d['key']}) {d['name']} | {acc} | {val} | {d['trainable_params']:,} | {d['seconds_per_epoch']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def plot_strategies_by_target(by_target: Mapping[str, Iterable[StrategyResult]], chance: float | None = None) -> Any:
+    """Grouped bars of test accuracy: one group per strategy, one bar per target; returns the Figure.
+
+    Args:
+        by_target: ``{target name: results}``, e.g. ``{"near": near.values(), "far": far.values()}``; a
+            strategy missing from a target simply has no bar there.
+        chance: draw a dashed line at this accuracy (e.g. ``1 / num_classes``).
+    """
+    import matplotlib.pyplot as plt
+
+    runs = {target: {r.strategy.key: r for r in results} for target, results in by_target.items()}
+    strategies: dict[str, Strategy] = {}
+    for results in runs.values():
+        strategies.update({key: r.strategy for key, r in results.items()})
+    keys = sorted(strategies)
+    width = 0.8 / max(1, len(runs))
+    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2.5, 3.6))
+    for i, (target, results) in enumerate(runs.items()):
+        xs = [j + (i - (len(runs) - 1) / 2) * width for j, key in enumerate(keys) if key in results]
+        accs = [100 * results[key].test_acc for key in keys if key in results]
+        bars = ax.bar(xs, accs, width, label=f"{target} target")
+        ax.bar_label(bars, fmt="%.0f", fontsize=8)
+    if chance is not None:
+        ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(range(len(keys)), [f"({k}) {strategies[k].name}" for k in keys], fontsize=9)
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("Which strategy pays off depends on how far the target is")
+    fig.tight_layout()
+    plt.close(fig)  # shown once, by whoever displays the returned figure
+    return fig
+

@@ -65,6 +65,7 @@ def prediction_grid(
         ax.set_title(f"true: {classes[int(t)]}\npred: {classes[int(p)]}", fontsize=7,
                      color="green" if int(t) == int(p) else "red")
     fig.tight_layout()
+    plt.close(fig)  # shown once, by whoever displays the returned figure
     return fig
 
 
