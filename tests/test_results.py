@@ -84,3 +84,23 @@ def test_every_committed_result_file_has_a_reader():
     for path in (ROOT / "benchmarks" / "results").glob("*.json"):
         if not path.name.startswith("notebook_times"):
             assert path.name in sources, f"{path.name} gives no row in the README's results table"
+
+
+def test_strategy_map_reader_gives_one_row_per_target_and_k(tmp_path):
+    from tlhelpers.strategy_map import best_methods, map_summary
+
+    records = [{"target": t, "method": m, "k": k, "seed": s, "test_acc": acc + 0.01 * s}
+               for t in ("near", "far") for k in (1, 100)
+               for m, acc in (("prototype", 0.6), ("full", 0.5 if k == 1 else 0.59))
+               for s in range(3)]
+    summary = map_summary(records)
+    run = {"benchmark": "strategy_map", "mode": "reduced", "summary": summary, "best": best_methods(summary), "records": records,
+           "config": {"seeds": [0, 1, 2], "n_per_class": 100, "methods": ["prototype", "full"],
+                      "method_names": {"prototype": "nearest prototype (frozen)", "full": "full, discriminative LR"}},
+           "hardware": {"cpu": "x86_64"}, "date": "2026-11-29T12:00:00"}
+    (tmp_path / "strategy_map_reduced.json").write_text(json.dumps(run))
+    rows = load_results(tmp_path)
+    assert len(rows) == 4 and {r.chapter for r in rows} == {"5"}
+    assert [r.ours for r in rows if "near target, 1 labelled image per" in r.experiment] == ["nearest prototype (frozen) 61.0 ± 1.0 (decisive)"]
+    assert [r.ours for r in rows if "far target, all 100 labelled images per" in r.experiment] == ["nearest prototype (frozen) 61.0 ± 1.0 (not decisive)"]
+    assert all(r.paper == "" and r.mode == "reduced" and r.source == "strategy_map_reduced.json" for r in rows)

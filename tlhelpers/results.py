@@ -36,7 +36,7 @@ class ResultRow:
     """One number of one benchmark run.
 
     Attributes:
-        chapter: the chapter it belongs to ("1".."4", or "engine").
+        chapter: the chapter it belongs to ("1".."5", or "engine").
         experiment: what was run, e.g. ``"DANN fontdigits→mnistm_style"``.
         metric: what ``ours`` measures, e.g. ``"target acc %"``.
         ours: our value, formatted (mean ± spread where there is one).
@@ -146,6 +146,25 @@ def _fewshot_speed(d: dict[str, Any], src: str) -> list[ResultRow]:
                       str(d.get("date", ""))[:10], src)]
 
 
+def _strategy_map(d: dict[str, Any], src: str) -> list[ResultRow]:
+    """One row per (target, k): the best of the map's methods, and whether it won in every seed."""
+    names = d["config"].get("method_names", {})
+    n = len(d["config"].get("seeds", []))
+    top = {(r["target"], r["method"], r["k"]): r for r in d["summary"]}
+    rows = []
+    for cell in d["best"]:
+        r = top[cell["target"], cell["best"], cell["k"]]
+        k = f"all {cell['k']} labelled images" if cell["k"] == d["config"].get("n_per_class") else \
+            f"{cell['k']} labelled image{'' if cell['k'] == 1 else 's'}"
+        verdict = "decisive" if cell["decisive"] else "not decisive"
+        rows.append(ResultRow(
+            "5", f"strategy map, {cell['target']} target, {k} per class: best of {len(d['config'].get('methods', []))} methods",
+            f"test acc %, mean ± std over {n} seeds", f"{names.get(cell['best'], cell['best'])} {_pct(r['mean'])} ± "
+            f"{_pct(r['std'])} ({verdict})", "", "shapes (generated)", d["mode"], _hardware(d.get("hardware")),
+            str(d.get("date", ""))[:10], src))
+    return rows
+
+
 def _no_rows(d: dict[str, Any], src: str) -> list[ResultRow]:
     return []  # notebook run times go to the chapter table, see notebook_times()
 
@@ -158,6 +177,7 @@ READERS: dict[str, Callable[[dict[str, Any], str], list[ResultRow]]] = {
     "domain_adaptation": _domain,
     "fewshot": _fewshot,
     "fewshot_speed": _fewshot_speed,
+    "strategy_map": _strategy_map,
 }
 
 
