@@ -7,7 +7,7 @@ side (384 training and 160 test classes). It is *not* the paper protocol (1200 o
 characters), so its rows say which data they ran on. Every method is scored on the same 600 test
 episodes (seed 1, 15 queries per class), together with a nearest-class-mean baseline on raw
 pixels; the JSON records a fingerprint of those episodes. Training in reduced mode stops after
-``--max-minutes`` (default 3), so a method takes at most about 5 minutes with its evaluation.
+``--max-minutes`` (default 4), so a method takes at most about 5 minutes with its evaluation.
 
 Examples:
     python benchmarks/fewshot.py --reduced --method protonet --way 5 --shot 1
@@ -156,7 +156,7 @@ def resolve(args: argparse.Namespace) -> None:
     is_maml = args.method in ("maml", "fomaml")
     if args.reduced:
         defaults = {
-            "train_characters": 96, "max_minutes": 3.0, "iterations": 0, "train_way": args.way, "meta_batch": 1,
+            "train_characters": 96, "max_minutes": 4.0, "iterations": 0, "train_way": args.way, "meta_batch": 1,
             "train_query": 5, "epochs": 0, "timing_tasks": 4, "timing_repeats": 5, "episodes": 600, "query": 15,
             **REDUCED[args.method],
         }

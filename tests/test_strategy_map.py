@@ -53,7 +53,7 @@ def test_subsample_refuses_more_than_a_class_has():
 def test_train_steps_floor_and_chapter_1_schedule():
     cfg = MapConfig()
     assert train_steps(10, cfg) == train_steps(50, cfg) == 100  # 1 or 5 per class: fixed steps, not 1 step an epoch
-    assert train_steps(1000, cfg) == 248  # all 100 per class: chapter 1's 8 epochs of 31 batches
+    assert train_steps(1000, cfg) == 248  # all 100 per class: 8 epochs of 31 batches
     assert train_steps(10, MapConfig(min_steps=10, rounds=4)) % 4 == 0
 
 

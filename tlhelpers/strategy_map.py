@@ -90,7 +90,7 @@ class MapConfig:
 def train_steps(n_train: int, config: MapConfig) -> int:
     """Fine-tuning steps for ``n_train`` images: ``epochs`` of full batches, but never fewer than ``min_steps``.
 
-    With 100 images per class (1,000 images, batch 32) that is chapter 1's 8 × 31 = 248 steps; with
+    With 100 images per class (1,000 images, batch 32) that is 8 epochs × 31 batches = 248 steps; with
     1, 5 or 20 per class the floor gives a fixed ``min_steps``, rounded up to whole rounds.
     """
     steps = max(config.min_steps, config.epochs * (n_train // config.batch_size))
