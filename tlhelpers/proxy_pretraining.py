@@ -79,7 +79,7 @@ def proxy_pretrained_state(
     model = build_classifier(arch, len(SOURCE_CLASSES), weights=None).model
     loader = DataLoader(source, batch_size=batch_size, shuffle=True, drop_last=True, **loader_kwargs())
     fit(
-        model, loader, num_epochs, lr=lr, weight_decay=1e-4, progress=progress,
+        model, loader, num_epochs, lr=lr, weight_decay=1e-4, progress=progress, channels_last=True,
         scheduler=functools.partial(warmup_cosine, warmup_steps=0.1), desc=f"pretrain {arch} on shapes 10-19",
     )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
