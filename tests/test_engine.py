@@ -90,6 +90,19 @@ def test_resume_false_starts_over(tmp_path):
     assert len(hist) == 2
 
 
+def test_resume_says_so_in_one_line(tmp_path, capsys):
+    _run(tmp_path, num_epochs=2)
+    assert "resumed" not in capsys.readouterr().out  # a fresh run says nothing
+    _run(tmp_path, num_epochs=2)  # a warm rerun: everything is done
+    lines = [line for line in capsys.readouterr().out.splitlines() if "resumed" in line]
+    assert lines == ["train: resumed from run.pt: epoch 2 of 2 already done, nothing left to train"]
+    _, hist = _run(tmp_path, num_epochs=4)
+    assert "resumed from run.pt: epoch 2 of 4 already done, training epochs 3-4" in capsys.readouterr().out
+    assert hist["epoch"] == [1, 2, 3, 4]
+    _run(tmp_path, num_epochs=4, resume=False)
+    assert "resumed" not in capsys.readouterr().out
+
+
 def test_truncated_checkpoint_is_reported(tmp_path):
     _run(tmp_path, num_epochs=1)
     path = tmp_path / "run.pt"
@@ -156,9 +169,57 @@ def test_bad_input():
 
 
 def test_history_roundtrip_and_plot():
+    import matplotlib.pyplot as plt
+
     h = History([{"epoch": 1, "train_loss": 1.0, "val_acc": 0.5}, {"epoch": 2, "train_loss": 0.5, "val_acc": 0.7}])
     assert History.from_dict(h.to_dict()).records == h.records
     with pytest.raises(KeyError, match="available"):
         h["nope"]
     fig = h.plot(label="run")
     assert len(fig.axes) == 2 and fig.axes[1].lines[0].get_ydata().tolist() == [0.5, 0.7]
+    assert not plt.fignum_exists(fig.number), "a figure History.plot creates must come back closed (shown once)"
+
+
+def _history(n_epochs, offset=0.0):
+    return History({"epoch": e, "train_loss": 1 / e + offset, "val_loss": 1.2 / e + offset, "train_acc": 0.5 + 0.04 * e,
+                    "val_acc": 0.45 + 0.03 * e - offset, "lr": 1e-3} for e in range(1, n_epochs + 1))
+
+
+def test_history_plot_house_style():
+    import matplotlib.pyplot as plt
+
+    from tlhelpers.style import METHOD_COLOURS, SPLIT_STYLES
+
+    fig, axes = plt.subplots(1, 2)
+    runs = {"(a) head only": "a", "(d) from scratch": "d"}
+    for i, label in enumerate(runs):
+        assert _history(5, 0.1 * i).plot(label=label, axes=axes, chance=0.1) is fig
+    assert plt.fignum_exists(fig.number)  # the caller's figure: the caller shows and closes it
+    loss_ax, acc_ax = axes
+    for ax in axes:
+        lines = [line for line in ax.get_lines() if (line.get_gid() or "").startswith("tlhelpers.History:")]
+        assert len(lines) == 4  # two runs x (train, val); the learning rate is not drawn
+        for line in lines:
+            label = line.get_label()
+            run = label.rsplit(" ", 1)[0]
+            split = label.rsplit(" ", 1)[1].split("_")[0]
+            assert line.get_color() == METHOD_COLOURS[runs[run]], "colour is the strategy's, both splits"
+            assert line.get_linestyle() == SPLIT_STYLES[split], "training dashed, validation solid"
+            assert line.get_marker() == "o", "5 points: a short curve gets markers"
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 5]
+        assert ticks and all(float(t).is_integer() for t in ticks), f"epochs are whole numbers: {ticks}"
+        assert ax.get_xlabel() == "epoch"
+    assert loss_ax.get_legend() is None
+    legend = acc_ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["(a) head only", "(d) from scratch", "training",
+                                                           "validation", "chance"]
+    assert legend.get_bbox_to_anchor().transformed(acc_ax.transAxes.inverted()).x0 > 1, "legend outside the data"
+    plt.close(fig)
+
+
+def test_history_plot_without_label_and_long_runs():
+    fig = _history(20).plot()
+    lines = fig.axes[0].get_lines()
+    assert {line.get_linestyle() for line in lines} == {"--", "-"} and len({line.get_color() for line in lines}) == 1
+    assert all(line.get_marker() in (None, "None", "") for line in lines), "no markers on a 20-point curve"
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["training", "validation"]

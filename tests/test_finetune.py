@@ -167,3 +167,28 @@ def test_plot_strategies_by_target_draws_one_bar_per_run():
     assert heights == sorted(round(100 * a, 6) for a in (0.5, 0.52, 0.51, 0.3, 0.3, 0.36, 0.35))
     assert [t.get_text() for t in ax.get_xticklabels()] == [f"({s.key}) {s.name}" for s in STRATEGIES]
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {"near target", "far target", "chance"}
+
+
+def test_plot_strategies_by_target_house_style():
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from tlhelpers.engine import History
+    from tlhelpers.finetune import plot_strategies_by_target
+    from tlhelpers.style import method_colour
+
+    def result(strategy, acc):
+        return StrategyResult(strategy, torch.nn.Identity(), History(), 1, 1, 0.1, acc, True)
+
+    near = [result(s, acc) for s, acc in zip(STRATEGIES, (0.5, 0.52, 0.51, 0.28))]
+    far = [result(s, acc) for s, acc in zip(STRATEGIES[:3], (0.33, 0.36, 0.35))]
+    fig = plot_strategies_by_target({"near": near, "far": far}, chance=0.1)
+    assert not plt.fignum_exists(fig.number), "returned closed: shown once"
+    ax = fig.axes[0]
+    colours = {round(p.get_height(), 6): to_hex(p.get_facecolor()) for p in ax.patches}
+    assert colours[50.0] == colours[28.0] == method_colour("near").lower()
+    assert colours[33.0] == colours[36.0] == method_colour("far").lower()
+    chance = [line for line in ax.get_lines() if line.get_label() == "chance"]
+    assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(10.0)
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().transformed(ax.transAxes.inverted()).x0 > 1, "legend outside the bars"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -125,31 +126,97 @@ class History:
         n = max((len(v) for v in columns.values()), default=0)
         return cls({k: v[i] for k, v in columns.items() if i < len(v)} for i in range(n))
 
-    def plot(self, label: str | None = None, axes: Any = None) -> Any:
+    def plot(self, label: str | None = None, axes: Any = None, *, chance: float | None = None) -> Any:
         """Loss and accuracy curves per epoch, on two axes; returns the figure.
 
+        House style (:mod:`tlhelpers.style`): the run's colour comes from ``label`` (a method name such
+        as ``"pretrained"``, or ``"(a) head only"`` for chapter 1's strategy ``a``), training curves are
+        dashed and validation curves solid, epochs are whole numbers, and one legend to the right of
+        the accuracy axes names each run once and each line style once, for every run drawn so far.
+
         Args:
-            label: a legend prefix, to draw several runs on the same ``axes``.
-            axes: two matplotlib axes to draw into (loss, accuracy); new ones when None.
+            label: the run's name, to draw several runs on the same ``axes``.
+            axes: two matplotlib axes to draw into (loss, accuracy); new ones when None. The caller
+                owns a figure it passes in: lay it out, close and show it once (``style.finish``).
+            chance: draw the chance line at this accuracy (e.g. ``1 / num_classes``), once per axes.
+
+        Returns:
+            The figure; closed (shown once, as a cell's value) when this call created it.
         """
         import matplotlib.pyplot as plt
 
-        if axes is None:
-            fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        from tlhelpers.style import LABEL_SIZE, chance_line, finish, integer_ticks, line_style
+
+        created = axes is None
+        if created:
+            fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
         fig = axes[0].figure
         epochs = self["epoch"] if "epoch" in self.keys else list(range(1, len(self) + 1))
+        colour = _run_colour(label)
         for ax, kind in zip(axes, ("loss", "acc")):
             for key in (k for k in self.keys if k.endswith(kind) and not k.startswith("lr")):
-                style = "--" if key.startswith("train") else "-"
+                split = key.split("_")[0]
+                style = line_style(label or "", split=split, points=len(epochs))
+                style["color"] = colour
+                if split not in ("train", "val"):
+                    style["linestyle"] = "-."  # another metric (e.g. domain_acc): neither train nor val
                 name = f"{label} {key}" if label else key
-                ax.plot(epochs, self[key], style, marker="o", ms=3, label=name)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("accuracy" if kind == "acc" else "loss")
+                (line,) = ax.plot(epochs, self[key], label=name, **style)
+                line.set_gid(f"{_HISTORY_GID}{label or ''}\x1f{split}")
+            ax.set_xlabel("epoch", fontsize=LABEL_SIZE)
+            ax.set_ylabel("accuracy" if kind == "acc" else "loss", fontsize=LABEL_SIZE)
             ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8)
-        fig.tight_layout()
-        return fig
+            integer_ticks(ax, "x")
+        if chance is not None and not any(line.get_label() == "chance" for line in axes[1].get_lines()):
+            chance_line(axes[1], chance)  # once, however many runs share the axes
+        _history_legend(axes)
+        return finish(fig) if created else fig
+
+
+_HISTORY_GID = "tlhelpers.History:"
+_SPLIT_NAMES = {"train": "training", "val": "validation"}
+
+
+def _run_colour(label: str | None) -> str:
+    """The house colour of a run: its method's name, or the key of a "(a) head only" label."""
+    from tlhelpers.style import METHOD_COLOURS, method_colour
+
+    if not label:
+        return METHOD_COLOURS["a"]
+    match = re.fullmatch(r"\((\w+)\)\s*(.*)", label)
+    for name in (label, *(match.groups()[::-1] if match else ())):
+        if name in METHOD_COLOURS:
+            return METHOD_COLOURS[name]
+    return method_colour(label)
+
+
+def _history_legend(axes: Any) -> None:
+    """One legend outside the last axes: each run once (its colour), each split once (its line style)."""
+    from matplotlib.lines import Line2D
+
+    from tlhelpers.style import legend_outside
+
+    runs: dict[str, Any] = {}
+    splits: dict[str, str] = {}
+    others: dict[str, Any] = {}
+    for ax in axes:
+        for line in ax.get_lines():
+            gid = line.get_gid() or ""
+            if gid.startswith(_HISTORY_GID):
+                run, split = gid[len(_HISTORY_GID):].split("\x1f")
+                if run:
+                    runs.setdefault(run, line.get_color())
+                splits.setdefault(split, line.get_linestyle())
+            elif not line.get_label().startswith("_"):
+                others.setdefault(line.get_label(), line)
+    handles = [Line2D([], [], color=c, linestyle="-", linewidth=2.5) for c in runs.values()]
+    labels = list(runs)
+    for split, ls in splits.items():
+        handles.append(Line2D([], [], color="#555555", linestyle=ls, marker="o", markersize=3))
+        labels.append(_SPLIT_NAMES.get(split, split))
+    handles += list(others.values())
+    labels += list(others)
+    legend_outside(axes[-1], handles=handles, labels=labels)
 
 
 def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
@@ -230,7 +297,8 @@ def fit(
     step metrics, ``val_loss``/``val_acc`` when ``val_loader`` is given, the LR at the epoch's end and
     the epoch's wall time in ``seconds``. With ``checkpoint_path``, the model, optimizer, scheduler,
     scaler, RNG states and history are saved atomically after every epoch; a later call with the
-    same arguments resumes after the last finished epoch and ends with the same result as an
+    same arguments resumes after the last finished epoch, says so in one printed line
+    (``resumed from run.pt: epoch 5 of 8 already done, ...``) and ends with the same result as an
     uninterrupted run.
 
     With ``time_limit``, training stops at the end of the first epoch that finishes after the limit
@@ -302,6 +370,10 @@ def fit(
         history.planned = num_epochs
         start_epoch = int(state["epoch"])
         _set_rng_state(state["rng"])
+        left = ("nothing left to train" if start_epoch >= num_epochs
+                else f"training epoch {num_epochs}" if start_epoch + 1 == num_epochs
+                else f"training epochs {start_epoch + 1}-{num_epochs}")
+        print(f"{desc}: resumed from {ckpt.name}: epoch {start_epoch} of {num_epochs} already done, {left}")
 
     epochs = range(start_epoch, num_epochs)
     epoch_bar = tqdm(epochs, desc=desc, unit="epoch", disable=not progress, initial=start_epoch, total=num_epochs)

@@ -199,12 +199,19 @@ def results_table(results: Iterable[StrategyResult]) -> str:
 def plot_strategies_by_target(by_target: Mapping[str, Iterable[StrategyResult]], chance: float | None = None) -> Any:
     """Grouped bars of test accuracy: one group per strategy, one bar per target; returns the Figure.
 
+    House style: each target keeps its colour (``near`` blue, ``far`` vermillion, see
+    :func:`tlhelpers.style.method_colour`), the chance line is grey and dotted, the legend sits
+    outside the bars, and the figure comes back closed (shown once, as a cell's value or with
+    ``display``).
+
     Args:
         by_target: ``{target name: results}``, e.g. ``{"near": near.values(), "far": far.values()}``; a
             strategy missing from a target simply has no bar there.
-        chance: draw a dashed line at this accuracy (e.g. ``1 / num_classes``).
+        chance: draw the chance line at this accuracy (e.g. ``1 / num_classes``).
     """
     import matplotlib.pyplot as plt
+
+    from tlhelpers.style import LABEL_SIZE, chance_line, finish, legend_outside, method_colour
 
     runs = {target: {r.strategy.key: r for r in results} for target, results in by_target.items()}
     strategies: dict[str, Strategy] = {}
@@ -212,19 +219,20 @@ def plot_strategies_by_target(by_target: Mapping[str, Iterable[StrategyResult]],
         strategies.update({key: r.strategy for key, r in results.items()})
     keys = sorted(strategies)
     width = 0.8 / max(1, len(runs))
-    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2.5, 3.6))
+    fig, ax = plt.subplots(figsize=(1.7 * len(keys) + 3.0, 3.8))
     for i, (target, results) in enumerate(runs.items()):
         xs = [j + (i - (len(runs) - 1) / 2) * width for j, key in enumerate(keys) if key in results]
         accs = [100 * results[key].test_acc for key in keys if key in results]
-        bars = ax.bar(xs, accs, width, label=f"{target} target")
-        ax.bar_label(bars, fmt="%.0f", fontsize=8)
+        bars = ax.bar(xs, accs, width, label=f"{target} target", color=method_colour(target), edgecolor="white")
+        ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=1)
     if chance is not None:
-        ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
+        chance_line(ax, 100 * chance)
     ax.set_xticks(range(len(keys)), [f"({k}) {strategies[k].name}" for k in keys], fontsize=9)
-    ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title("Which strategy pays off depends on how far the target is")
-    fig.tight_layout()
-    plt.close(fig)  # shown once, by whoever displays the returned figure
-    return fig
+    ax.set_ylabel("test accuracy (%)", fontsize=LABEL_SIZE)
+    ax.set_ylim(0, min(105, 1.12 * ax.get_ylim()[1]))  # room for the bar labels
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    legend_outside(ax)
+    ax.set_title("Which strategy pays off depends on how far the target is", fontsize=LABEL_SIZE + 1)
+    return finish(fig)
 

@@ -44,28 +44,59 @@ def most_confused(
     return [(classes[t], classes[p], int(cm[t, p])) for t, p in pairs if cm[t, p] > 0]
 
 
+#: Colours of right and wrong predictions (Okabe-Ito bluish green and vermillion); the titles say it in words too.
+RIGHT_COLOUR, WRONG_COLOUR = "#009E73", "#D55E00"
+
+
+def grid_title(true_name: str, pred_name: str) -> str:
+    """The title of one image of :func:`prediction_grid`: a mark and a word for right or wrong, then both labels."""
+    verdict = "\u2713 right" if true_name == pred_name else "\u2717 WRONG"
+    return f"{verdict}\ntrue: {true_name}\npred: {pred_name}"
+
+
 def prediction_grid(
     images: Tensor, labels: Sequence[int], preds: Sequence[int], classes: Sequence[str], ncols: int = 6
 ) -> Any:
     """Images with their true and predicted labels (green when right, red when wrong).
 
+    Right and wrong are told by more than colour: each title starts with "✓ right" or "✗ WRONG"
+    (see :func:`grid_title`) and each image gets a frame, thin and green when right, thick and
+    red when wrong. Rows are spaced so that titles never cover the images above them.
+
     Shape:
         ``images``: ``(N, C, H, W)``, uint8 or float in [0, 1].
+
+    Returns:
+        The closed figure (shown once, as a cell's value or with ``display``).
     """
     import matplotlib.pyplot as plt
 
+    from tlhelpers.style import TILE_TITLE_SIZE, finish
+
     n = len(images)
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.1 * nrows), squeeze=False)
+    tile, title_room = 1.8, 0.6  # inches: an image, and its three title lines above it
+    fig_w, fig_h = (tile + 0.15) * ncols, (tile + title_room) * nrows + 0.05
+    fig, axes = plt.subplots(nrows, ncols, figsize=(fig_w, fig_h), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, t, p in zip(axes.flat, images, labels, preds):
         img = img.float() / 255 if img.dtype == torch.uint8 else img.float()
         ax.imshow(img.permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy(), cmap="gray")
-        ax.set_title(f"true: {classes[int(t)]}\npred: {classes[int(p)]}", fontsize=7,
-                     color="green" if int(t) == int(p) else "red")
-    fig.tight_layout()
-    plt.close(fig)  # shown once, by whoever displays the returned figure
+        right = int(t) == int(p)
+        colour = RIGHT_COLOUR if right else WRONG_COLOUR
+        ax.set_title(grid_title(classes[int(t)], classes[int(p)]), fontsize=TILE_TITLE_SIZE, color=colour,
+                     fontweight="normal" if right else "bold", linespacing=1.15)
+        ax.axis("on")  # the frame: spines only, no ticks
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set(color=colour, linewidth=1.5 if right else 4)
+    fig = finish(fig)
+    # Fixed spacing, after finish's tight layout (which cannot see past the images' equal aspect):
+    # every row keeps title_room inches above its images.
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.05 / fig_h, top=1 - title_room / fig_h,
+                        wspace=0.15 / tile, hspace=title_room / tile)
     return fig
 
 
@@ -86,14 +117,37 @@ def decode_image(data: bytes, image_size: int) -> Tensor:
     return v2.CenterCrop(image_size)(v2.Resize(image_size, antialias=True)(tensor))
 
 
+def explorer_title(name: str, true_name: str | None) -> str:
+    """The title of the image :func:`top5_explorer` shows: its name and its true class ("unknown" for uploads)."""
+    return f"{name}\ntrue class: {true_name if true_name is not None else 'unknown'}"
+
+
+def top5_lines(logits: Tensor, classes: Sequence[str], true_name: str | None = None) -> str:
+    """The top-5 classes of one image, one line each, the true class marked "<- true class".
+
+    When the true class is not among the five, a sixth line gives its probability and rank.
+    """
+    ranked = topk(logits, classes, k=len(classes))[0]
+    lines = [f"{p:6.1%}  {name}" + ("  <- true class" if name == true_name else "") for name, p in ranked[:5]]
+    names = [name for name, _ in ranked]
+    if true_name is not None and true_name not in names[:5]:
+        rank = names.index(true_name)
+        lines.append(f"{ranked[rank][1]:6.1%}  {true_name}  <- true class, rank {rank + 1} of {len(names)}")
+    return "\n".join(lines)
+
+
 def top5_explorer(
     model: nn.Module,
     images: Tensor,
     classes: Sequence[str],
     preprocess: Callable[[Tensor], Tensor],
     device: torch.device | str = "cpu",
+    labels: Sequence[int] | Tensor | None = None,
 ) -> Any:
     """A widget: pick a test image (or upload one) and see the model's top-5 classes.
+
+    A test image shows its true class (in the picker, the title and the top-5 list, where it is
+    marked); an uploaded photo has none, so its true class reads "unknown".
 
     Args:
         model: the classifier (put in eval mode here).
@@ -101,43 +155,53 @@ def top5_explorer(
         classes: class names.
         preprocess: the evaluation transform of one uint8 image (normalisation included).
         device: where the model is.
+        labels: the true class index of each of ``images``; None shows "unknown" for all.
 
     Returns:
         An ``ipywidgets.VBox``; display it as a cell's last expression.
+
+    Raises:
+        ValueError: if ``labels`` does not give one class per image.
     """
     import ipywidgets as widgets
 
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"{len(labels)} labels for {len(images)} images; pass the labels of exactly these images.")
+    true_names = [classes[int(t)] for t in labels] if labels is not None else [None] * len(images)
     size = images.shape[-1]
-    picker = widgets.Dropdown(options=[(f"test image {i}", i) for i in range(len(images))], value=0,
-                              description="image")
+    options = [(f"test image {i}" + (f" ({true_names[i]})" if true_names[i] else ""), i) for i in range(len(images))]
+    picker = widgets.Dropdown(options=options, value=0, description="image",
+                              layout=widgets.Layout(width="max-content"))
     upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload")
     out = widgets.Output()
 
-    def show(image: Tensor, title: str) -> None:
+    def show(image: Tensor, name: str, true_name: str | None) -> None:
         import matplotlib.pyplot as plt
 
         model.eval()
         with torch.no_grad():
             logits = model(preprocess(image).unsqueeze(0).to(device)).cpu()
-        fig, ax = plt.subplots(figsize=(2.2, 2.2))
+        fig, ax = plt.subplots(figsize=(2.4, 2.6))
         ax.imshow(image.permute(1, 2, 0).numpy())
-        ax.set_title(title, fontsize=8)
+        ax.set_title(explorer_title(name, true_name), fontsize=9)
         ax.axis("off")
+        fig.tight_layout()
+        plt.close(fig)  # shown once, by the display below
         out.clear_output(wait=True)
         with out:
             from IPython.display import display
 
             display(fig)
-            print("\n".join(f"{p:6.1%}  {name}" for name, p in topk(logits, classes)[0]))
-        plt.close(fig)
+            print(top5_lines(logits, classes, true_name))
 
-    picker.observe(lambda change: show(images[change["new"]], f"test image {change['new']}"), names="value")
+    picker.observe(lambda change: show(images[change["new"]], f"test image {change['new']}", true_names[change["new"]]),
+                   names="value")
 
     def on_upload(change: dict[str, Any]) -> None:
         files = uploaded_files(change["new"])
         if files:
-            show(decode_image(files[-1][1], size), files[-1][0])
+            show(decode_image(files[-1][1], size), files[-1][0], None)
 
     upload.observe(on_upload, names="value")
-    show(images[0], "test image 0")
+    show(images[0], "test image 0", true_names[0])
     return widgets.VBox([widgets.HBox([picker, upload]), out])
