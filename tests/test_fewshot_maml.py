@@ -144,3 +144,26 @@ def test_adaptation_results_start_before_adaptation() -> None:
     assert len(results) == 3 and all(r.num_episodes == 4 for r in results)
     first = next(sampler.episodes(1, 0))
     assert results[0].accs[0] == pytest.approx(float(adaptation_curve(model, first, inner_lr=0.1, max_steps=0)[0]))
+
+
+def _relative(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    diff = torch.sqrt(sum((a[k] - b[k]).pow(2).sum() for k in b))
+    return float(diff / torch.sqrt(sum(v.pow(2).sum() for v in b.values())))
+
+
+def test_vmap_meta_gradient_is_rounding_close_in_float64_and_the_fused_rule_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What chapter 4b's float64 check relies on: rounding is ~1e-13 there, the wrong rule ~1e-2."""
+    from contextlib import nullcontext
+
+    import tlhelpers.fewshot.maml as maml
+
+    model, batch = _setup(4)
+    ref = _reference(model, batch, 1, first_order=False)
+    grads, _, _ = meta_gradient(model, batch, inner_lr=INNER_LR, inner_steps=1)
+    assert _relative(grads, ref) < 1e-10
+    monkeypatch.setattr(maml, "exact_batchnorm", lambda m: nullcontext())  # the fused kernel under vmap
+    wrong, _, _ = meta_gradient(model, batch, inner_lr=INNER_LR, inner_steps=1)
+    assert _relative(wrong, ref) > 1e-4, (
+        "the fused batch norm now has correct second derivatives under vmap (pytorch/functorch#534 fixed?): "
+        "conv4.exact_batchnorm may no longer be needed"
+    )
