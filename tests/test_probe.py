@@ -103,3 +103,62 @@ def test_plot_layer_probes_draws_each_series_at_its_layers():
     with pytest.raises(ValueError, match="needs keys"):
         plot_layer_probes([{"layer": "pool9", "target": "near", "weights": "random", "test_acc": 0.1}], layers)
 
+
+
+def test_standardize_keeps_constant_features_at_scale_one():
+    from tlhelpers.probe import Standardize
+
+    x = torch.randn(50, 4)
+    x[:, 2] = 0.0  # a ReLU unit silent on every training row
+    layer = Standardize(x.mean(0), x.std(0))
+    assert layer.std[2] == 1.0 and torch.allclose(layer.std[[0, 1, 3]], x.std(0)[[0, 1, 3]])
+    fresh = torch.ones(1, 4)  # the unit fires on a new row
+    assert layer(fresh)[0, 2] == 1.0  # not 1e6, as a clamp at 1e-6 would give
+
+
+def test_probe_loss_stays_sane_when_units_are_silent_on_training_rows():
+    x, y = blobs()
+    xt, yt = blobs(n_per_class=20, seed=1)
+    x = torch.cat([x, torch.zeros(len(x), 3)], 1)
+    xt = torch.cat([xt, torch.full((len(xt), 3), 1.0)], 1)
+    result = train_linear_probe(x, y, xt, yt, head="mlp", num_epochs=10, seed=0)
+    # scaled by a clamped std of 1e-6 the silent units would reach 1e6 on the test rows
+    assert max(result.history["val_loss"]) < 3.0 and result.val_acc > 0.5
+
+
+def test_plot_layer_probes_is_closed_with_house_style():
+    import matplotlib.pyplot as plt
+
+    from tlhelpers.style import method_colour
+
+    rows = [{"layer": "fc7", "target": target, "weights": "pretrained", "test_acc": 0.5} for target in ("near", "far")]
+    fig = plot_layer_probes(rows, ["fc7"], chance=0.1)
+    assert not plt.fignum_exists(fig.number)
+    ax = fig.axes[0]
+    assert ax.get_legend() is not None
+    colours = {line.get_label(): line.get_color() for line in ax.get_lines()}
+    assert colours["near, pretrained"] == method_colour("near") and colours["far, pretrained"] == method_colour("far")
+
+
+def test_plot_probe_curves_draws_each_split_per_probe():
+    import matplotlib.pyplot as plt
+
+    from tlhelpers.probe import plot_probe_curves
+    from tlhelpers.style import method_colour
+
+    x, y = blobs()
+    xt, yt = blobs(n_per_class=20, seed=1)
+    histories = {name: train_linear_probe(x, y, xt, yt, head=head, num_epochs=3, seed=0).history
+                 for name, head in (("linear probe", "linear"), ("MLP head", "mlp"))}
+    fig = plot_probe_curves(histories, chance=0.25, eval_name="test", log_loss=True)
+    assert not plt.fignum_exists(fig.number)
+    loss_ax, acc_ax = fig.axes
+    lines = {line.get_label(): line for line in acc_ax.get_lines()}
+    assert set(lines) == {"linear probe, train", "linear probe, test", "MLP head, train", "MLP head, test", "chance"}
+    assert lines["linear probe, train"].get_linestyle() == "--" and lines["linear probe, test"].get_linestyle() == "-"
+    assert lines["linear probe, test"].get_color() == method_colour("linear probe")
+    assert lines["MLP head, test"].get_marker() == "o"  # short curves get markers
+    assert acc_ax.get_legend() is not None and loss_ax.get_yscale() == "log"
+    assert all(float(t).is_integer() for t in acc_ax.get_xticks())
+    with pytest.raises(ValueError, match="at least one"):
+        plot_probe_curves({})

@@ -68,3 +68,36 @@ def test_bad_input():
         scatter_2d(np.zeros((4, 2)), [0, 1, 2])
     with pytest.raises(ValueError, match="out of range"):
         neighbor_agreement(np.zeros((4, 2)), [0, 1, 0, 1], k=4)
+
+
+def test_cross_neighbor_agreement_matches_sklearn_neighbours():
+    from sklearn.neighbors import NearestNeighbors
+
+    from tlhelpers.projection import cross_neighbor_agreement
+
+    gen = torch.Generator().manual_seed(4)
+    ref, ref_labels = torch.randn(40, 5, generator=gen), torch.arange(40) % 4
+    query, query_labels = torch.randn(15, 5, generator=gen), torch.arange(15) % 4
+    _, idx = NearestNeighbors(n_neighbors=3).fit(ref.numpy()).kneighbors(query.numpy())
+    expected = (ref_labels.numpy()[idx] == query_labels.numpy()[:, None]).mean()
+    assert cross_neighbor_agreement(query, query_labels, ref, ref_labels, k=3) == pytest.approx(expected)
+    # queries that are copies of reference points of their class sit inside their clusters
+    centres = torch.randn(4, 5, generator=gen) * 20
+    cluster = centres[ref_labels] + torch.randn(40, 5, generator=gen)
+    assert cross_neighbor_agreement(cluster[:8] + 0.01, ref_labels[:8], cluster, ref_labels, k=5) == 1.0
+    with pytest.raises(ValueError, match="out of range"):
+        cross_neighbor_agreement(query, query_labels, ref, ref_labels, k=41)
+    with pytest.raises(ValueError, match="same D"):
+        cross_neighbor_agreement(query[:, :2], query_labels, ref, ref_labels)
+
+
+def test_scatter_closes_its_own_figure_only():
+    import matplotlib.pyplot as plt
+
+    x, labels = clusters()
+    points = embed_2d(x, method="pca")
+    fig = scatter_2d(points, labels, ["a", "b", "c"])
+    assert not plt.fignum_exists(fig.number) and fig.axes[0].get_legend() is not None
+    own, ax = plt.subplots()
+    assert scatter_2d(points, labels, ax=ax) is own and plt.fignum_exists(own.number)  # the caller's figure
+    plt.close(own)

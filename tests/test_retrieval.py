@@ -49,3 +49,16 @@ def test_bad_input_and_figure():
     sims, idx = cosine_neighbors(feats[0], feats, k=3, exclude_self=True)
     fig = show_neighbors(images, 0, idx[0], sims[0], labels=torch.tensor([0, 1, 0, 1, 0, 1]), class_names=["a", "b"])
     assert len(fig.axes) == 4 and fig.axes[0].get_title().startswith("query")
+
+
+def test_show_neighbors_is_closed_and_marks_matches_without_colour():
+    import matplotlib.pyplot as plt
+
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.tensor([0, 0, 1, 0, 1])
+    fig = show_neighbors(images, 0, [1, 2], torch.tensor([0.99951, 0.99873]), labels=labels, class_names=["a", "b"])
+    assert not plt.fignum_exists(fig.number)
+    match, miss = (ax.get_title() for ax in fig.axes[1:])
+    assert "\u2713" in match and "a" in match and "0.9995" not in match and "1.000" in match
+    assert "\u2717" in miss and "0.999" in miss  # three decimals: near-1 cosines stay apart
+    assert fig.axes[1].title.get_color() != fig.axes[2].title.get_color()

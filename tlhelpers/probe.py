@@ -95,12 +95,20 @@ def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
 
 
 class Standardize(nn.Module):
-    """Subtract a fixed per-feature mean and divide by the std (stored as buffers, not trained)."""
+    """Subtract a fixed per-feature mean and divide by the std (stored as buffers, not trained).
+
+    A feature that (almost) never varies on the training rows, such as a ReLU unit silent on every
+    training image, keeps the scale 1 (as scikit-learn's ``StandardScaler`` does for constant
+    features): dividing by its tiny std would turn any nonzero value on new images into a huge
+    input (a z-score of 80,000 for VGG features of 300 images) and the loss on them into nonsense.
+    """
 
     def __init__(self, mean: Tensor, std: Tensor) -> None:
         super().__init__()
+        std = std.float()
+        tiny = std <= 1e-3 * std.max().clamp_min(1e-12)
         self.register_buffer("mean", mean.float())
-        self.register_buffer("std", std.float().clamp_min(1e-6))
+        self.register_buffer("std", torch.where(tiny, torch.ones_like(std), std))
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std
@@ -272,26 +280,86 @@ def plot_layer_probes(
     """
     import matplotlib.pyplot as plt
 
+    from tlhelpers.style import LABEL_SIZE, chance_line, finish, legend_outside, method_colour
+
     for row in rows:
         missing = [k for k in ("layer", "target", "weights", metric) if k not in row]
         if missing or row["layer"] not in layers:
             raise ValueError(f"row {dict(row)} needs keys layer, target, weights, {metric} and a layer from {list(layers)}.")
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     targets = list(dict.fromkeys(row["target"] for row in rows))
-    for i, target in enumerate(targets):
+    for target in targets:
         for weights in dict.fromkeys(row["weights"] for row in rows if row["target"] == target):
             acc = {row["layer"]: row[metric] for row in rows if row["target"] == target and row["weights"] == weights}
             xs = [j for j, layer in enumerate(layers) if layer in acc]
-            ax.plot(xs, [acc[layers[j]] for j in xs], marker="o", color=plt.get_cmap("tab10")(i),
+            ax.plot(xs, [acc[layers[j]] for j in xs], marker="o", color=method_colour(target),
                     linestyle="-" if weights == "pretrained" else "--", label=f"{target}, {weights}")
     if chance is not None:
-        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+        chance_line(ax, chance)
     ax.set_xticks(range(len(layers)), list(layers))
-    ax.set_xlabel("layer (shallow to deep)")
-    ax.set_ylabel("probe accuracy")
+    ax.set_xlabel("layer (shallow to deep)", fontsize=LABEL_SIZE)
+    ax.set_ylabel("probe accuracy", fontsize=LABEL_SIZE)
+    ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    legend_outside(ax)
+    return finish(fig)
+
+
+def plot_probe_curves(
+    histories: Mapping[str, History],
+    *,
+    chance: float | None = None,
+    eval_name: str = "validation",
+    log_loss: bool = False,
+) -> Any:
+    """Loss and accuracy per epoch of several probes: a colour per probe, training dashed, evaluation solid.
+
+    Args:
+        histories: probe name (e.g. ``"linear probe"``, ``"MLP head"``) to its ``History`` with
+            ``train_loss``, ``train_acc`` and, when evaluated, ``val_loss``, ``val_acc``.
+        chance: draws the chance line on the accuracy axes when given.
+        eval_name: what the ``val_*`` curves were measured on, for the legend (e.g. ``"test"``).
+        log_loss: a logarithmic loss axis.
+
+    Returns:
+        The figure (closed: show it once, as a cell's value).
+
+    Raises:
+        ValueError: if ``histories`` is empty or a history has no ``train_loss``.
+    """
+    import matplotlib.pyplot as plt
+
+    from tlhelpers.style import (
+        LABEL_SIZE,
+        chance_line,
+        finish,
+        integer_ticks,
+        legend_outside,
+        line_style,
+    )
+
+    if not histories:
+        raise ValueError("pass at least one history, e.g. {'linear probe': result.history}.")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    splits = {"train": "train", "val": eval_name}
+    for name, history in histories.items():
+        if "train_loss" not in history.keys:
+            raise ValueError(f"history {name!r} has no train_loss; pass the History that fit returned.")
+        epochs = history["epoch"] if "epoch" in history.keys else list(range(1, len(history) + 1))
+        for ax, kind in zip(axes, ("loss", "acc"), strict=True):
+            for split, split_name in splits.items():
+                if f"{split}_{kind}" in history.keys:
+                    ax.plot(epochs, history[f"{split}_{kind}"], label=f"{name}, {split_name}",
+                            **line_style(name, split=split, points=len(epochs)))
+    for ax, kind in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.set_xlabel("epoch", fontsize=LABEL_SIZE)
+        ax.set_ylabel(kind, fontsize=LABEL_SIZE)
+        ax.grid(alpha=0.3)
+        integer_ticks(ax, "x")
+    if log_loss:
+        axes[0].set_yscale("log")
+    if chance is not None:
+        chance_line(axes[1], chance)
+    legend_outside(axes[1])
+    return finish(fig)

@@ -2,7 +2,8 @@
 
 ``embed_2d`` returns the points (data), ``scatter_2d`` draws them coloured by class and, with
 ``groups``, with one marker per group (e.g. source vs target domain in chapter 3).
-``neighbor_agreement`` puts a number on "the classes form clusters in the map".
+``neighbor_agreement`` puts a number on "the classes form clusters in the map", and
+``cross_neighbor_agreement`` on "the target points sit in the source cluster of their class".
 
 Example:
     >>> points = embed_2d(features, method="tsne", seed=0)
@@ -72,6 +73,11 @@ def embed_2d(
         return tsne.fit_transform(x).astype(np.float32)
 
 
+def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """All squared Euclidean distances between the rows of ``a`` and ``b``, without an (N, M, D) array."""
+    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
+
+
 def neighbor_agreement(
     points: np.ndarray | Tensor,
     labels: Sequence[int] | np.ndarray | Tensor,
@@ -99,10 +105,51 @@ def neighbor_agreement(
         raise ValueError(f"points {pts.shape} and labels ({len(lab)},) must be (N, D) and (N,).")
     if not 1 <= k < len(pts):
         raise ValueError(f"k={k} is out of range; use 1..{len(pts) - 1} for {len(pts)} points.")
-    dist = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
+    dist = _squared_distances(pts, pts)
     np.fill_diagonal(dist, np.inf)
     nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
     return float((lab[nearest] == lab[:, None]).mean())
+
+
+def cross_neighbor_agreement(
+    query_points: np.ndarray | Tensor,
+    query_labels: Sequence[int] | np.ndarray | Tensor,
+    reference_points: np.ndarray | Tensor,
+    reference_labels: Sequence[int] | np.ndarray | Tensor,
+    k: int = 5,
+) -> float:
+    """Mean share of each query point's ``k`` nearest *reference* points (Euclidean) that share its label.
+
+    With target points as queries and source points as reference, it measures how far the target
+    sits inside the source clusters of its own class: near 1 when every target point lands in the
+    right source cluster, near the share of a class when target points fall among any class.
+
+    Args:
+        query_points: e.g. the target points of an embedding (or their features).
+        query_labels: class index of each query point.
+        reference_points: e.g. the source points, in the same space.
+        reference_labels: class index of each reference point.
+        k: reference neighbours per query point.
+
+    Shape:
+        query_points: ``(Q, D)``; reference_points: ``(R, D)``; labels ``(Q,)`` and ``(R,)``.
+
+    Raises:
+        ValueError: if shapes disagree or ``k`` is outside ``1..R``.
+    """
+    def as_array(x: Any, dtype: Any) -> np.ndarray:
+        return np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=dtype)
+
+    qp, rp = as_array(query_points, np.float64), as_array(reference_points, np.float64)
+    ql, rl = as_array(query_labels, np.int64), as_array(reference_labels, np.int64)
+    if qp.ndim != 2 or rp.ndim != 2 or qp.shape[1] != rp.shape[1] or len(qp) != len(ql) or len(rp) != len(rl):
+        raise ValueError(f"query points {qp.shape} with {len(ql)} labels and reference points {rp.shape} with "
+                         f"{len(rl)} labels must be (Q, D), (Q,), (R, D), (R,) with the same D.")
+    if not 1 <= k <= len(rp):
+        raise ValueError(f"k={k} is out of range; use 1..{len(rp)} for {len(rp)} reference points.")
+    dist = _squared_distances(qp, rp)
+    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return float((rl[nearest] == ql[:, None]).mean())
 
 
 def scatter_2d(
@@ -126,7 +173,8 @@ def scatter_2d(
         ax: axes to draw into; a new figure when None.
 
     Returns:
-        The matplotlib figure.
+        The matplotlib figure; closed (shown once, as a cell's value) when this call created it.
+        With ``ax`` given, the caller owns the figure: lay it out, close it and show it once.
 
     Shape:
         points: ``(N, 2)``; labels and groups: ``(N,)``.
@@ -141,7 +189,10 @@ def scatter_2d(
     grp = np.zeros(len(lab), dtype=int) if groups is None else np.asarray(groups.cpu() if isinstance(groups, Tensor) else groups).astype(int)
     if pts.ndim != 2 or pts.shape[1] != 2 or not len(pts) == len(lab) == len(grp):
         raise ValueError(f"points {pts.shape}, labels ({len(lab)},) and groups ({len(grp)},) must be (N, 2), (N,), (N,).")
-    if ax is None:
+    from tlhelpers.style import finish
+
+    created = ax is None
+    if created:
         fig, ax = plt.subplots(figsize=(6.5, 5))
     fig = ax.figure
     classes = np.unique(lab)
@@ -160,6 +211,5 @@ def scatter_2d(
     if title:
         ax.set_title(title)
     if len(classes) * len(np.unique(grp)) <= 24:
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.tight_layout()
-    return fig
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, markerscale=1.5)
+    return finish(fig) if created else fig

@@ -83,27 +83,36 @@ def show_neighbors(
     scores: Tensor | Sequence[float] | None = None,
     labels: Tensor | None = None,
     class_names: Sequence[str] | None = None,
+    *,
+    digits: int = 3,
 ) -> Any:
-    """A row of images: the query, then its neighbours with their similarity (green title = same class).
+    """A row of images: the query, then its neighbours, each titled with its rank, class and similarity.
+
+    A neighbour of the query's class is marked twice, so the match reads without colour: a check
+    mark before its class and a green title (a cross and a black title otherwise).
 
     Args:
         images: the gallery images, uint8 or float.
         query_index: row of the query image.
         neighbors: gallery rows of the neighbours, best first.
         scores: similarities shown under each neighbour.
-        labels: class indices, to name classes and colour matches.
+        labels: class indices, to name classes and mark matches.
         class_names: names for ``labels``.
+        digits: decimals of the scores; cosines of non-negative (ReLU) features all lie close to 1,
+            so two decimals would print "1.00" for every neighbour.
 
     Returns:
-        The matplotlib figure.
+        The matplotlib figure (closed: show it once, as a cell's value or with ``display``).
 
     Shape:
         images: ``(N, C, H, W)`` with C = 1 or 3.
     """
     import matplotlib.pyplot as plt
 
+    from tlhelpers.style import LABEL_SIZE, finish
+
     neighbors = [int(i) for i in neighbors]
-    fig, axes = plt.subplots(1, len(neighbors) + 1, figsize=(1.6 * (len(neighbors) + 1), 2.2))
+    fig, axes = plt.subplots(1, len(neighbors) + 1, figsize=(1.75 * (len(neighbors) + 1), 2.6))
 
     def name(i: int) -> str:
         if labels is None:
@@ -116,10 +125,12 @@ def show_neighbors(
         ax.set_xticks([])
         ax.set_yticks([])
         if j == 0:
-            ax.set_title(f"query\n{name(i)}", fontsize=8, fontweight="bold")
+            ax.set_title(f"query\n{name(i)}", fontsize=LABEL_SIZE, fontweight="bold")
+            for spine in ax.spines.values():
+                spine.set_linewidth(2.5)
             continue
         same = labels is not None and int(labels[i]) == int(labels[query_index])
-        sim = f"\n{float(scores[j - 1]):.2f}" if scores is not None else ""
-        ax.set_title(f"{name(i)}{sim}", fontsize=7, color="green" if same else "black")
-    fig.tight_layout()
-    return fig
+        mark = ("\u2713 " if same else "\u2717 ") if labels is not None else ""
+        sim = f"\n{float(scores[j - 1]):.{digits}f}" if scores is not None else ""
+        ax.set_title(f"#{j} {mark}{name(i)}{sim}", fontsize=LABEL_SIZE - 1, color="green" if same else "black")
+    return finish(fig)
