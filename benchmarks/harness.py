@@ -5,6 +5,10 @@
 - **Skips**: a benchmark whose dataset or weights files are missing (and cannot be downloaded)
   prints one line ``skipped: <reason>`` and exits with :data:`SKIPPED`; the runner reports it as
   skipped, not failed, keeps its previous JSON and runs the others.
+- **Threads**: :func:`run_or_skip` first sets torch's CPU threads with
+  ``tlhelpers.runtime.configure_threads()``, as every notebook does through ``describe()``, so a
+  benchmark trains with the threads a student gets (``OMP_NUM_THREADS`` or ``TLH_THREADS`` still
+  win; a benchmark that times a fixed thread count sets its own after this).
 - **Budgets**: :class:`Budget` splits ``--max-minutes`` among a benchmark's training runs; each run
   stops cleanly after the epoch (or iteration) that passes its share, and the JSON records how far
   it got with :meth:`Budget.record`.
@@ -27,6 +31,7 @@ from typing import Any
 from tlhelpers.backbones import WeightsUnavailableError
 from tlhelpers.data.torchvision_sets import DatasetUnavailableError
 from tlhelpers.engine import History
+from tlhelpers.runtime import configure_threads
 
 #: Exit status of a benchmark that skipped itself because its files are missing.
 SKIPPED = 3
@@ -58,12 +63,15 @@ def output_path(args: argparse.Namespace, name: str) -> Path:
 
 
 def run_or_skip(main: Callable[[], Any]) -> int:
-    """Run ``main``; on missing dataset or weights files print ``skipped: <reason>`` and return :data:`SKIPPED`.
+    """Run ``main`` with the course's CPU threads; on missing files print ``skipped: <reason>``, return :data:`SKIPPED`.
+
+    The threads are set first with ``configure_threads()`` (see the module's docstring).
 
     Returns:
         0 when ``main`` finished, :data:`SKIPPED` when its files are unavailable. Any other error
         propagates (a failure, not a skip).
     """
+    configure_threads()
     try:
         main()
     except (DatasetUnavailableError, WeightsUnavailableError) as exc:

@@ -104,3 +104,20 @@ def test_strategy_map_reader_gives_one_row_per_target_and_k(tmp_path):
     assert [r.ours for r in rows if "near target, 1 labelled image per" in r.experiment] == ["nearest prototype (frozen) 61.0 ± 1.0 (decisive)"]
     assert [r.ours for r in rows if "far target, all 100 labelled images per" in r.experiment] == ["nearest prototype (frozen) 61.0 ± 1.0 (not decisive)"]
     assert all(r.paper == "" and r.mode == "reduced" and r.source == "strategy_map_reduced.json" for r in rows)
+
+
+def test_shared_cpu_reader_gives_before_and_after_per_case(tmp_path):
+    def case(idle, py, to):
+        return {"median_idle_s": idle, "slowdown_python": py, "slowdown_torch": to}
+
+    run = {"benchmark": "shared_cpu", "mode": "reduced", "hardware": "x86_64", "date": "2026-11-29T16:00:00",
+           "config": {"cases": {"minimal": "40 Conv-4 steps", "chapter1": "8 mini_resnet steps"}, "before": "torch", "after": "auto"},
+           "budget": {"rounds_done": 3}, "goal_slowdown": 1.5,
+           "policies": {"torch": {"threads": 2, "cases": {"minimal": case(0.4, 3.4, 4.0), "chapter1": case(1.0, 2.5, 3.0)}},
+                        "auto": {"threads": 1, "cases": {"minimal": case(0.5, 1.1, 1.6), "chapter1": case(1.6, 1.2, 1.7)}}}}
+    (tmp_path / "shared_cpu_reduced.json").write_text(json.dumps(run))
+    rows = load_results(tmp_path)
+    assert len(rows) == 2 and {r.chapter for r in rows} == {"engine"}
+    minimal = next(r for r in rows if "minimal case" in r.experiment)
+    assert minimal.ours == "next to a python process 3.40 → 1.10; next to a torch process 4.00 → 1.60"
+    assert "2 thread(s) (PyTorch default) → 1" in minimal.experiment and "goal ≤ 1.5" in minimal.metric

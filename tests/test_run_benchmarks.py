@@ -62,6 +62,13 @@ def test_full_plan_gives_every_benchmark_the_data_root_budget_and_results_dir(tm
         assert job.datasets == ()
 
 
+def test_reduced_plan_runs_the_shared_cpu_benchmark_once(tmp_path):
+    jobs = _runner().plan("reduced", results_dir=tmp_path)
+    shared = [j for j in jobs if Path(j.args[0]).name == "shared_cpu.py"]
+    assert len(shared) == 1 and "--reduced" in shared[0].args and str(tmp_path) in shared[0].args
+    assert (ROOT / shared[0].args[0]).is_file()
+
+
 def test_skip_and_failure_keep_old_results_and_only_failures_fail(tmp_path, monkeypatch, capsys):
     runner = _runner()
     results = tmp_path / "results"

@@ -1,9 +1,20 @@
 import importlib
+import os
 
 import pytest
 import torch
 
 from tlhelpers import runtime
+
+
+@pytest.fixture(autouse=True)
+def threads_restored(monkeypatch):
+    """describe() and configure_threads() set torch's threads: each test gets them back as they were."""
+    monkeypatch.delenv("TLH_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("raw, expected", [("1", True), ("true", True), ("0", False), ("", False), ("off", False)])
@@ -100,3 +111,58 @@ def test_smoke_counts_and_claims(monkeypatch, capsys):
     monkeypatch.setenv("TLH_SMOKE", "sometimes")
     with pytest.raises(ValueError, match="TLH_SMOKE=1"):
         runtime.is_smoke()
+
+
+def _affinity():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def test_auto_threads_leave_a_cpu_and_are_idempotent(threads_restored):
+    first = runtime.configure_threads()
+    assert 1 <= first <= _affinity() and first == torch.get_num_threads()
+    assert first == max(1, runtime.cpu_quota() - 1)
+    assert runtime.configure_threads() == first  # calling again changes nothing
+
+
+def test_explicit_settings_win(threads_restored, monkeypatch):
+    assert runtime.configure_threads(1) == 1 == torch.get_num_threads()
+    monkeypatch.setenv("TLH_THREADS", "1")
+    assert runtime.configure_threads(policy=2) == 1  # the user's TLH_THREADS wins over the policy
+    monkeypatch.delenv("TLH_THREADS")
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert runtime.configure_threads("auto") == 1  # OMP_NUM_THREADS: torch's own choice is left alone
+    assert "OMP_NUM_THREADS" in runtime.describe()["threads"]
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv("TLH_THREADS", "torch")
+    assert runtime.configure_threads() == torch.get_num_threads() == 1  # "torch" keeps what torch has
+
+
+@pytest.mark.parametrize("bad", ["0", "many", "-2"])
+def test_bad_thread_setting_is_a_clear_error(threads_restored, monkeypatch, bad):
+    monkeypatch.setenv("TLH_THREADS", bad)
+    with pytest.raises(ValueError, match="TLH_THREADS"):
+        runtime.configure_threads()
+    monkeypatch.delenv("TLH_THREADS")
+    with pytest.raises(ValueError, match="policy"):
+        runtime.configure_threads(0)
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs count as 2
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu.max": "max 100000\n"}, None),  # no limit: the affinity
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+])
+def test_cpu_quota_reads_cgroup_limits(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert runtime.cpu_quota(tmp_path) == min(_affinity(), expected or _affinity())
+    assert runtime.cpu_quota(tmp_path / "absent") == _affinity()
+
+
+def test_describe_reports_the_threads_in_one_line(threads_restored):
+    line = runtime.describe()["threads"]
+    assert line.startswith(f"{torch.get_num_threads()} of {runtime.cpu_quota()} CPU(s)") and "\n" not in line

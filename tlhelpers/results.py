@@ -146,6 +146,23 @@ def _fewshot_speed(d: dict[str, Any], src: str) -> list[ResultRow]:
                       str(d.get("date", ""))[:10], src)]
 
 
+def _shared_cpu(d: dict[str, Any], src: str) -> list[ResultRow]:
+    """One row per case: the slowdown next to a busy process, PyTorch's default threads → the course's."""
+    before, after = d["config"]["before"], d["config"]["after"]
+    pol = d["policies"]
+    rows = []
+    for case, what in d["config"]["cases"].items():
+        b, a = pol[before]["cases"][case], pol[after]["cases"][case]
+        ours = "; ".join(f"next to a {busy} process {b[f'slowdown_{busy}']:.2f} → {a[f'slowdown_{busy}']:.2f}"
+                         for busy in ("python", "torch"))
+        rows.append(ResultRow(
+            "engine", f"training on a shared CPU, {case} case ({what}): {pol[before]['threads']} thread(s) "
+            f"(PyTorch default) → {pol[after]['threads']} (configure_threads)",
+            f"slowdown × (busy / idle time), median of {d['budget']['rounds_done']} rounds; goal ≤ {d['goal_slowdown']:g}",
+            ours, "", "random tensors", d["mode"], _hardware(d.get("hardware")), str(d.get("date", ""))[:10], src))
+    return rows
+
+
 def _strategy_map(d: dict[str, Any], src: str) -> list[ResultRow]:
     """One row per (target, k): the best of the map's methods, and whether it won in every seed."""
     names = d["config"].get("method_names", {})
@@ -178,6 +195,7 @@ READERS: dict[str, Callable[[dict[str, Any], str], list[ResultRow]]] = {
     "fewshot": _fewshot,
     "fewshot_speed": _fewshot_speed,
     "strategy_map": _strategy_map,
+    "shared_cpu": _shared_cpu,
 }
 
 

@@ -1,4 +1,4 @@
-"""Where the course runs: mode, data folder, device, seeds, mixed precision, loader defaults.
+"""Where the course runs: mode, data folder, device, CPU threads, seeds, mixed precision, loader defaults.
 
 Everything here is read when called, never at import, so setting ``TLH_REDUCED`` or ``TLH_DATA``
 inside a notebook before the first call takes effect.
@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 from collections.abc import Iterator
@@ -152,6 +153,89 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+def cpu_quota(cgroup: str | Path = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may really use: its affinity, capped by a cgroup CPU limit.
+
+    ``os.cpu_count()`` counts the machine's CPUs; a container or a JupyterHub server often gets
+    fewer, through the CPU affinity (``taskset``, cpusets) or a cgroup quota (``cpu.max`` of cgroup
+    v2, ``cpu/cpu.cfs_quota_us`` of v1; a quota of 1.5 CPUs counts as 2).
+
+    Args:
+        cgroup: where the cgroup file system is mounted.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        cpus = os.cpu_count() or 1
+    root = Path(cgroup)
+    limit = None
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            limit = int(quota) / int(period)
+    except (OSError, ValueError):
+        try:
+            quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+            if quota_us > 0:
+                limit = quota_us / int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            pass
+    if limit is not None:
+        cpus = min(cpus, max(1, math.ceil(limit)))
+    return max(1, cpus)
+
+
+def configure_threads(policy: str | int = "auto") -> int:
+    """Set torch's intra-op CPU threads so that training stays fast when the CPU is shared; return them.
+
+    PyTorch's default uses a thread per CPU, and its OpenMP threads spin at every barrier, waiting
+    for the slowest thread. When another program keeps one CPU busy, one of those threads keeps
+    losing its CPU and every operation waits for it: on a 2-CPU machine next to one busy process, a
+    Conv-4 training step ran about 3x slower with 2 threads and about 1.1x slower with 1 (see
+    ``benchmarks/shared_cpu.py``). ``"auto"`` therefore uses one thread fewer than the CPUs this
+    process may use (:func:`cpu_quota`), at least 1, leaving a CPU to the other program, the
+    notebook server and data loading.
+
+    A choice the user made wins over ``policy``: ``TLH_THREADS`` (a number, or ``torch`` for
+    PyTorch's default), else ``OMP_NUM_THREADS`` (read by PyTorch itself; left as it is).
+
+    Args:
+        policy: ``"auto"``; ``"torch"`` to keep PyTorch's default; or a number of threads.
+
+    Returns:
+        The intra-op threads torch now uses (at least 1). Calling it again gives the same answer.
+
+    Raises:
+        ValueError: for a policy or ``TLH_THREADS`` that is neither ``auto``, ``torch`` nor a
+            positive whole number.
+
+    Example:
+        >>> threads = configure_threads()  # e.g. 1 on a 2-CPU laptop, 7 on 8 CPUs
+    """
+    env = os.environ.get("TLH_THREADS", "").strip().lower()
+    if env:
+        choice: str | int = env
+        source = "TLH_THREADS"
+    elif os.environ.get("OMP_NUM_THREADS", "").strip():
+        return torch.get_num_threads()
+    else:
+        choice, source = policy, "policy"
+    if isinstance(choice, str) and choice.isdigit():
+        choice = int(choice)
+    if choice == "torch":
+        return torch.get_num_threads()
+    if choice == "auto":
+        quota = cpu_quota()
+        threads = max(1, quota - 1)
+    elif isinstance(choice, int) and not isinstance(choice, bool) and choice >= 1:
+        threads = choice
+    else:
+        raise ValueError(f"{source}={choice!r} is not a thread policy; use 'auto', 'torch' or a whole number >= 1.")
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices); return a ``torch.Generator`` seeded the same.
 
@@ -212,13 +296,19 @@ def loader_kwargs(device: torch.device | str | None = None, num_workers: int | N
 
 
 def describe() -> dict[str, str]:
-    """Versions, device and mode, for the setup-check cell of each notebook."""
+    """Versions, device, mode and CPU threads, for the setup-check cell of each notebook.
+
+    It also sets torch's CPU threads with :func:`configure_threads` (the notebooks call it first),
+    so that training stays fast on a shared CPU; the ``"threads"`` line says what was chosen.
+    """
     import torchvision
 
     dev = get_device()
+    threads = configure_threads()
     info = {
         "mode": mode_name(),
         "device": str(dev),
+        "threads": f"{threads} of {cpu_quota()} CPU(s) for torch ({_threads_reason()})",
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": ".".join(map(str, __import__("sys").version_info[:3])),
@@ -229,3 +319,13 @@ def describe() -> dict[str, str]:
     if dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)
     return info
+
+
+def _threads_reason() -> str:
+    if os.environ.get("TLH_THREADS", "").strip():
+        return "set by TLH_THREADS"
+    if os.environ.get("OMP_NUM_THREADS", "").strip():
+        return "set by OMP_NUM_THREADS"
+    if cpu_quota() == 1:
+        return "the only CPU; TLH_THREADS=n to change"
+    return "one CPU left for other programs; TLH_THREADS=n to change"

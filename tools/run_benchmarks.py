@@ -70,6 +70,7 @@ def plan(
                  for m in ("protonet", "maml", "fomaml", "reptile", "linear") for w in ("5", "20") for s in ("1", "5")
                  if w == "5" or m in ("protonet", "linear")]
         runs += [(b + "fewshot_speed.py", "--reduced")]
+        runs += [(b + "shared_cpu.py", "--reduced")]  # busy processes of its own: keep it out of the others' way
         runs += [(b + "strategy_map.py", "--reduced")]  # chapter 5's map: reduced mode only (it skips in full mode)
         runs += [(b + "notebook_times.py", "--reduced")]
         return [Job((*r, *common)) for r in runs]
