@@ -19,7 +19,10 @@ Each policy runs in its own process (the OpenMP variables are read once, when to
 ``OMP_NUM_THREADS`` and ``TLH_THREADS`` removed from its environment. The runs are side by side:
 round after round, every policy times every case idle, next to the busy Python loop and next to
 the busy torch process (the busy processes are started once per round and paused with SIGSTOP
-between timings). The slowdown of a round is busy time / idle time of that round; the JSON
+between timings). ``auto`` decides from the load when it is applied (``runtime.busy_cpus``), so it
+runs in a fresh process per condition that applies it after the busy process has started, as a
+notebook started in that situation would: every CPU when idle, the busy one left alone otherwise.
+The JSON's ``threads_per_condition`` records what each policy used. The slowdown of a round is busy time / idle time of that round; the JSON
 reports the median over rounds. Goal: the minimal case next to the busy Python loop at
 ``<= 1.5x`` with the course's default (PyTorch's default: 3.4x when the issue was filed).
 
@@ -117,31 +120,46 @@ def busy_torch(threads: str) -> None:
         run(1)
 
 
-def worker(policy: str) -> dict:
-    """One round of one policy (in its own process): every case idle and next to each busy process."""
+#: Policies that decide from the machine's load when applied: one fresh process per condition, as a
+#: notebook started in that situation (the decision comes before any torch computation).
+LOAD_AWARE = ("auto",)
+
+
+def worker(policy: str, only: str | None = None) -> dict:
+    """One round of one policy (in its own process): every case idle and next to each busy process.
+
+    With ``only`` (``"idle"`` or a busy process), this process times that condition alone: the busy
+    process starts first, then the policy is applied, as a notebook started next to it would.
+    """
     import torch
 
     env_extra, threads = POLICIES[policy]
-    used = _apply(threads)
     env = {**_clean_env(), **env_extra}
     busy = {"python": subprocess.Popen([sys.executable, "-c", _PY_LOOP], env=env),
             "torch": subprocess.Popen([sys.executable, __file__, "--busy-torch", threads], env=env,
                                       stdout=subprocess.PIPE, text=True)}
+    conditions = ("idle", *BUSY) if only is None else (only,)
     try:
         busy["python"].send_signal(signal.SIGSTOP)
         assert busy["torch"].stdout is not None
         busy["torch"].stdout.readline()  # it has loaded torch and trained two steps
         busy["torch"].send_signal(signal.SIGSTOP)
-        out: dict = {"threads": used, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "cases": {}}
+        if only in busy:
+            busy[only].send_signal(signal.SIGCONT)
+            time.sleep(0.3)  # let it take its CPU before the policy looks at the load
+        used = _apply(threads)
+        out: dict = {"threads": used, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "cases": {},
+                     "threads_per_condition": {}}
         for name in CASES:
             run = _case(name)
             run()  # warm-up
             times = {}
-            for cond in ("idle", *BUSY):
-                proc = busy.get(cond)
+            for cond in conditions:
+                proc = busy.get(cond) if only is None else None
                 if proc is not None:
                     proc.send_signal(signal.SIGCONT)
                     time.sleep(0.3)  # let it take its CPU
+                out["threads_per_condition"].setdefault(name, {})[cond] = torch.get_num_threads()
                 t0 = time.perf_counter()
                 run()
                 times[cond] = time.perf_counter() - t0
@@ -164,12 +182,21 @@ def _clean_env() -> dict[str, str]:
 
 
 def _run_worker(policy: str) -> dict:
+    """One round of ``policy``: one worker process, or one per condition for a load-aware policy."""
     env = {**_clean_env(), **POLICIES[policy][0]}
-    proc = subprocess.run([sys.executable, __file__, "--worker", policy], env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"shared_cpu worker {policy!r} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    parts = []
+    for only in (("idle", *BUSY) if policy in LOAD_AWARE else (None,)):
+        cmd = [sys.executable, __file__, "--worker", policy, *((only,) if only else ())]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"shared_cpu worker {policy!r} failed:\n{proc.stderr[-3000:]}")
+        parts.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    merged = {**parts[0], "cases": {}, "threads_per_condition": {}}
+    for part in parts:
+        for name, times in part["cases"].items():
+            merged["cases"].setdefault(name, {}).update(times)
+            merged["threads_per_condition"].setdefault(name, {}).update(part["threads_per_condition"][name])
+    return merged
 
 
 def summarise(rounds: list[dict[str, dict]]) -> dict[str, dict]:
@@ -185,7 +212,8 @@ def summarise(rounds: list[dict[str, dict]]) -> dict[str, dict]:
                 entry[f"median_busy_{cond}_s"] = statistics.median(t[cond] for t in times)
                 entry[f"slowdown_{cond}"] = statistics.median(t[cond] / t["idle"] for t in times)
             per_case[case] = entry
-        out[policy] = {"threads": rounds[0][policy]["threads"], "env": POLICIES[policy][0], "cases": per_case}
+        out[policy] = {"threads": rounds[0][policy]["threads"], "env": POLICIES[policy][0], "cases": per_case,
+                       "threads_per_condition": [r[policy].get("threads_per_condition") for r in rounds]}
     return out
 
 
@@ -258,8 +286,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(sys.argv[2])))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--worker":
+        print(json.dumps(worker(sys.argv[2], *sys.argv[3:])))
     elif len(sys.argv) == 3 and sys.argv[1] == "--busy-torch":
         busy_torch(sys.argv[2])
     else:

@@ -121,3 +121,12 @@ def test_shared_cpu_reader_gives_before_and_after_per_case(tmp_path):
     minimal = next(r for r in rows if "minimal case" in r.experiment)
     assert minimal.ours == "next to a python process 3.40 → 1.10; next to a torch process 4.00 → 1.60"
     assert "2 thread(s) (PyTorch default) → 1" in minimal.experiment and "goal ≤ 1.5" in minimal.metric
+    # a load-aware run records the threads of each condition and the busy times
+    run["policies"]["auto"]["threads_per_condition"] = [{"minimal": {"idle": 2, "python": 1, "torch": 1},
+                                                         "chapter1": {"idle": 2, "python": 1, "torch": 1}}]
+    for policy, busy in (("torch", 2.0), ("auto", 0.5)):
+        run["policies"][policy]["cases"]["minimal"]["median_busy_python_s"] = busy
+    (tmp_path / "shared_cpu_reduced.json").write_text(json.dumps(run))
+    minimal = next(r for r in load_results(tmp_path) if "minimal case" in r.experiment)
+    assert "→ 2 idle, 1 next to a busy process" in minimal.experiment
+    assert minimal.ours.endswith("(time next to python 4.0× shorter)")

@@ -117,11 +117,29 @@ def _affinity():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def test_auto_threads_leave_a_cpu_and_are_idempotent(threads_restored):
-    first = runtime.configure_threads()
-    assert 1 <= first <= _affinity() and first == torch.get_num_threads()
-    assert first == max(1, runtime.cpu_quota() - 1)
-    assert runtime.configure_threads() == first  # calling again changes nothing
+def test_auto_threads_leave_busy_cpus_to_others_and_are_idempotent(threads_restored, monkeypatch):
+    quota = runtime.cpu_quota()
+    for busy, expected in ((0.0, quota), (0.2, quota), (1.0, max(1, quota - 1)), (float(quota + 3), 1)):
+        monkeypatch.setattr(runtime, "busy_cpus", lambda b=busy: b)
+        first = runtime.configure_threads()
+        assert first == expected == torch.get_num_threads(), (busy, first)
+        assert runtime.configure_threads() == first  # same load: calling again changes nothing
+    monkeypatch.undo()
+    assert 1 <= runtime.configure_threads() <= _affinity()
+
+
+def test_busy_cpus_counts_other_programs_work_between_two_reads(tmp_path, monkeypatch):
+    import time
+
+    stat = tmp_path / "stat"
+    cpus = sorted(os.sched_getaffinity(0))[:2] if hasattr(os, "sched_getaffinity") else [0]
+    # user nice system idle iowait irq softirq steal: one CPU fully busy, another idle, over 100 ticks
+    stat.write_text("cpu 0 0 0 0 0 0 0 0\n" + "".join(f"cpu{c} 100 0 0 100 0 0 0 0\n" for c in cpus))
+    after = "cpu 0 0 0 0 0 0 0 0\n" + "".join(
+        f"cpu{c} {200 if i == 0 else 100} 0 0 {100 if i == 0 else 200} 0 0 0 0\n" for i, c in enumerate(cpus))
+    monkeypatch.setattr(time, "sleep", lambda s: stat.write_text(after))
+    assert runtime.busy_cpus(stat=stat) == pytest.approx(1.0)
+    assert runtime.busy_cpus(stat=tmp_path / "absent") == 0.0
 
 
 def test_explicit_settings_win(threads_restored, monkeypatch):

@@ -155,9 +155,14 @@ def _shared_cpu(d: dict[str, Any], src: str) -> list[ResultRow]:
         b, a = pol[before]["cases"][case], pol[after]["cases"][case]
         ours = "; ".join(f"next to a {busy} process {b[f'slowdown_{busy}']:.2f} → {a[f'slowdown_{busy}']:.2f}"
                          for busy in ("python", "torch"))
+        if "median_busy_python_s" in b and "median_busy_python_s" in a:
+            ours += f" (time next to python {b['median_busy_python_s'] / a['median_busy_python_s']:.1f}× shorter)"
+        used = (pol[after].get("threads_per_condition") or [None])[0]
+        after_threads = (f"{used[case]['idle']} idle, {used[case]['python']} next to a busy process"
+                         if used and case in used else str(pol[after]["threads"]))
         rows.append(ResultRow(
             "engine", f"training on a shared CPU, {case} case ({what}): {pol[before]['threads']} thread(s) "
-            f"(PyTorch default) → {pol[after]['threads']} (configure_threads)",
+            f"(PyTorch default) → {after_threads} (configure_threads)",
             f"slowdown × (busy / idle time), median of {d['budget']['rounds_done']} rounds; goal ≤ {d['goal_slowdown']:g}",
             ours, "", "random tensors", d["mode"], _hardware(d.get("hardware")), str(d.get("date", ""))[:10], src))
     return rows

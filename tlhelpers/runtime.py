@@ -185,16 +185,58 @@ def cpu_quota(cgroup: str | Path = "/sys/fs/cgroup") -> int:
     return max(1, cpus)
 
 
+def busy_cpus(seconds: float = 0.25, stat: str | Path = "/proc/stat") -> float:
+    """How many of this process's CPUs other programs keep busy right now, measured over ``seconds``.
+
+    Reads the kernel's per-CPU counters twice (Linux ``/proc/stat``) while this process sleeps, so
+    whatever runs counts as someone else's: ``1.0`` means one CPU's worth of work by other programs.
+    Returns 0.0 where the counters do not exist (macOS, Windows).
+
+    Args:
+        seconds: length of the sample.
+        stat: the counters file (a parameter for tests).
+    """
+    import time
+
+    try:
+        mine = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+    except (AttributeError, OSError):
+        mine = None
+
+    def snapshot() -> dict[str, tuple[int, int]]:
+        out = {}
+        for line in Path(stat).read_text().splitlines():
+            name, *fields = line.split()
+            if name.startswith("cpu") and name != "cpu" and (mine is None or name in mine):
+                ticks = [int(f) for f in fields]
+                out[name] = (sum(ticks), ticks[3] + (ticks[4] if len(ticks) > 4 else 0))  # total, idle + iowait
+        return out
+
+    try:
+        before = snapshot()
+        time.sleep(seconds)
+        after = snapshot()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    busy = 0.0
+    for name, (total, idle) in after.items():
+        if name in before:
+            d_total, d_idle = total - before[name][0], idle - before[name][1]
+            busy += (d_total - d_idle) / d_total if d_total > 0 else 0.0
+    return busy
+
+
 def configure_threads(policy: str | int = "auto") -> int:
     """Set torch's intra-op CPU threads so that training stays fast when the CPU is shared; return them.
 
     PyTorch's default uses a thread per CPU, and its OpenMP threads spin at every barrier, waiting
     for the slowest thread. When another program keeps one CPU busy, one of those threads keeps
     losing its CPU and every operation waits for it: on a 2-CPU machine next to one busy process, a
-    Conv-4 training step ran about 3x slower with 2 threads and about 1.1x slower with 1 (see
-    ``benchmarks/shared_cpu.py``). ``"auto"`` therefore uses one thread fewer than the CPUs this
-    process may use (:func:`cpu_quota`), at least 1, leaving a CPU to the other program, the
-    notebook server and data loading.
+    Conv-4 training step ran 3-5x slower with 2 threads and about as fast as alone with 1 (see
+    ``benchmarks/shared_cpu.py``). ``"auto"`` therefore measures, when it is called, how many CPUs
+    other programs keep busy (:func:`busy_cpus`) and leaves those to them: all the CPUs this process
+    may use (:func:`cpu_quota`) on an idle machine, one fewer next to one busy program, at least 1.
+    Call it again (``describe()`` does) when the machine's load has changed.
 
     A choice the user made wins over ``policy``: ``TLH_THREADS`` (a number, or ``torch`` for
     PyTorch's default), else ``OMP_NUM_THREADS`` (read by PyTorch itself; left as it is).
@@ -203,14 +245,15 @@ def configure_threads(policy: str | int = "auto") -> int:
         policy: ``"auto"``; ``"torch"`` to keep PyTorch's default; or a number of threads.
 
     Returns:
-        The intra-op threads torch now uses (at least 1). Calling it again gives the same answer.
+        The intra-op threads torch now uses (at least 1). Under the same load, calling it again
+        gives the same answer.
 
     Raises:
         ValueError: for a policy or ``TLH_THREADS`` that is neither ``auto``, ``torch`` nor a
             positive whole number.
 
     Example:
-        >>> threads = configure_threads()  # e.g. 1 on a 2-CPU laptop, 7 on 8 CPUs
+        >>> threads = configure_threads()  # 2 on an idle 2-CPU laptop, 1 while another program computes
     """
     env = os.environ.get("TLH_THREADS", "").strip().lower()
     if env:
@@ -226,7 +269,7 @@ def configure_threads(policy: str | int = "auto") -> int:
         return torch.get_num_threads()
     if choice == "auto":
         quota = cpu_quota()
-        threads = max(1, quota - 1)
+        threads = max(1, quota - int(busy_cpus() + 0.5)) if quota > 1 else 1
     elif isinstance(choice, int) and not isinstance(choice, bool) and choice >= 1:
         threads = choice
     else:
@@ -328,4 +371,6 @@ def _threads_reason() -> str:
         return "set by OMP_NUM_THREADS"
     if cpu_quota() == 1:
         return "the only CPU; TLH_THREADS=n to change"
-    return "one CPU left for other programs; TLH_THREADS=n to change"
+    if torch.get_num_threads() < cpu_quota():
+        return "CPUs busy with other programs are left to them; TLH_THREADS=n to change"
+    return "the machine is idle now; rerun this cell if other programs start, or TLH_THREADS=n"
