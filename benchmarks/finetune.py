@@ -51,7 +51,7 @@ def full_config() -> dict:
             "pretrain": None}
 
 
-REDUCED = {"arch": "mini_resnet", "image_size": 32, "num_epochs": 5, "batch_size": 32, "lr": 2e-3,
+REDUCED = {"arch": "mini_resnet", "image_size": 32, "num_epochs": 4, "batch_size": 32, "lr": 2e-3,
            "crop_scale": [0.7, 1.0], "n_per_class": 100, "steps_per_epoch": None,
            "pretrain": {"n_per_class": 500, "num_epochs": 10, "lr": 3e-3}}
 
