@@ -219,6 +219,14 @@ def _history_legend(axes: Any) -> None:
     legend_outside(axes[-1], handles=handles, labels=labels)
 
 
+def _length(loader: Iterable[Any]) -> int | None:
+    """``len(loader)`` where it has one (the total of a progress bar), else ``None``."""
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
 def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
     """Move tensors in a (nested) batch to ``device``; 4-D float tensors optionally to channels_last."""
     if isinstance(batch, Tensor):
@@ -382,12 +390,14 @@ def fit(
         train_mode(model)
         sums: dict[str, Any] = {}
         seen, correct = 0, 0
-        batch_bar = tqdm(
-            train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False, disable=not progress
-        )
-        for i, batch in enumerate(batch_bar):
+        # The bar counts steps but never holds the loader: a notebook's bars live on in reference
+        # cycles until the garbage collector runs, and a loader they held would keep its worker
+        # processes (and their file descriptors) alive that long.
+        batch_bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+        for i, batch in enumerate(train_loader):
             if i >= steps_per_epoch:
                 break
+            batch_bar.update()
             batch = to_device(batch, dev, channels_last)
             ts = TrainState(step=epoch * steps_per_epoch + i, total_steps=total_steps, epoch=epoch)
             with autocast(dev, amp):
@@ -416,6 +426,7 @@ def fit(
                 seen += out.targets.numel()
             if progress and i % 25 == 0:
                 batch_bar.set_postfix(loss=f"{out.loss.item():.3f}")
+        batch_bar.close()
         n_batches = min(i + 1, steps_per_epoch)
         record: dict[str, float] = {"epoch": epoch + 1}
         record.update({k: float(v) / n_batches for k, v in sums.items()})
@@ -466,12 +477,15 @@ def predict(
     dev = get_device(device)
     model.to(dev).eval()
     all_logits, all_labels = [], []
-    for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
+    bar = tqdm(total=_length(loader), desc="predict", leave=False, disable=not progress)  # never holds the loader
+    for batch in loader:
+        bar.update()
         x, y = to_device(batch[0], dev, channels_last), batch[1]
         with autocast(dev, amp):
             logits = model(x)
         all_logits.append(logits.float().cpu())
         all_labels.append(torch.as_tensor(y).cpu())
+    bar.close()
     return torch.cat(all_logits), torch.cat(all_labels)
 
 

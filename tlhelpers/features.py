@@ -292,12 +292,17 @@ def extract_features(
         chunks: dict[str, list[Tensor]] = {lay: [] for lay in missing}
         all_labels = []
         with torch.inference_mode():
-            for batch in tqdm(loader, desc=f"extract {name}:{','.join(missing)}", leave=False, disable=not progress):
+            # The bar never holds the loader (see tlhelpers.engine.fit): workers end with the loader.
+            total = len(loader) if hasattr(loader, "__len__") else None
+            bar = tqdm(total=total, desc=f"extract {name}:{','.join(missing)}", leave=False, disable=not progress)
+            for batch in loader:
+                bar.update()
                 with autocast(dev, amp):
                     outs = extractor(batch[0].to(dev, non_blocking=True))
                 for lay in missing:
                     chunks[lay].append(_pool(outs[lay], pool).cpu())
                 all_labels.append(torch.as_tensor(batch[1]).cpu())
+            bar.close()
         if not all_labels:
             raise ValueError("the loader yielded no batches; check that the data set is not empty.")
         labels = torch.cat(all_labels)

@@ -323,17 +323,21 @@ def make_grad_scaler(device: torch.device | str, enabled: bool = True) -> Any:
     return torch.cuda.amp.GradScaler()
 
 
-def loader_kwargs(device: torch.device | str | None = None, num_workers: int | None = None) -> dict[str, Any]:
+def loader_kwargs(
+    device: torch.device | str | None = None, num_workers: int | None = None, *, persistent: bool = True
+) -> dict[str, Any]:
     """DataLoader keyword defaults that suit Colab's 2 CPUs and a laptop alike.
 
     Workers: ``min(2, cpu count)`` in full mode, 0 in reduced mode (in-memory tensors need none).
-    ``pin_memory`` only with CUDA; ``persistent_workers`` whenever workers are used.
+    ``pin_memory`` only with CUDA. ``persistent_workers`` whenever workers are used and
+    ``persistent`` is true: right for a loader read every epoch; pass ``persistent=False`` for one
+    read once (a final test pass), whose workers then end with the pass instead of with the loader.
     """
     dev = get_device(device)
     if num_workers is None:
         num_workers = 0 if is_reduced() else min(2, os.cpu_count() or 1)
     kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": dev.type == "cuda"}
-    if num_workers > 0:
+    if num_workers > 0 and persistent:
         kwargs["persistent_workers"] = True
     return kwargs
 

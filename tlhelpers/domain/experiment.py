@@ -86,8 +86,10 @@ class RunResult:
 
 
 def _loader(dataset: Any, batch_size: int, seed: int, device: torch.device | str | None, shuffle: bool) -> DataLoader:
+    # Training loaders (shuffled) are read every epoch and keep their workers; test loaders are read once.
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size, shuffle=shuffle, drop_last=shuffle, generator=gen, **loader_kwargs(device))
+    kwargs = loader_kwargs(device, persistent=shuffle)
+    return DataLoader(dataset, batch_size, shuffle=shuffle, drop_last=shuffle, generator=gen, **kwargs)
 
 
 def train_method(
