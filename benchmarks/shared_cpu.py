@@ -217,6 +217,14 @@ def summarise(rounds: list[dict[str, dict]]) -> dict[str, dict]:
     return out
 
 
+def _floor(rounds: list[dict[str, dict]]) -> dict[str, float] | None:
+    """Per case, the median over rounds of ``one``'s idle time / ``auto``'s idle time (same round)."""
+    if "one" not in rounds[0]:
+        return None
+    return {case: statistics.median(r["one"]["cases"][case]["idle"] / r["auto"]["cases"][case]["idle"] for r in rounds)
+            for case in CASES}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reduced", action="store_true", help="record the run as reduced mode (the sizes are the same)")
@@ -275,6 +283,10 @@ def main() -> None:
                    for cond, k in (("idle", "median_idle_s"), *((b, f"median_busy_{b}_s") for b in BUSY))}
             for case in CASES},
         "goal_slowdown": GOAL,
+        # With one of the CPUs taken, a training loop can at best run at the speed of the CPUs left:
+        # the slowdown no thread policy can go below is (time on those CPUs alone, idle) / (time on
+        # every CPU, idle). Measured with the ``one`` policy on a 2-CPU machine; None without it.
+        "floor_slowdown": _floor(rounds) if len(os.sched_getaffinity(0)) == 2 else None,
     }
     out = output_path(args, f"shared_cpu_{mode}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -282,6 +294,9 @@ def main() -> None:
         cells = "; ".join(f"{case}: idle {c['median_idle_s']:.2f}s, x{c['slowdown_python']:.2f} next to python, "
                           f"x{c['slowdown_torch']:.2f} next to torch" for case, c in s["cases"].items())
         print(f"{policy:8s} ({s['threads']} thread(s)) {cells}")
+    if result["floor_slowdown"]:
+        print("floor (one CPU's idle time / every CPU's idle time): "
+              + ", ".join(f"{c} x{v:.2f}" for c, v in result["floor_slowdown"].items()))
     print(f"shared_cpu mode={mode} rounds={len(rounds)} -> {out}")
 
 

@@ -130,3 +130,17 @@ def test_shared_cpu_reader_gives_before_and_after_per_case(tmp_path):
     minimal = next(r for r in load_results(tmp_path) if "minimal case" in r.experiment)
     assert "→ 2 idle, 1 next to a busy process" in minimal.experiment
     assert minimal.ours.endswith("(time next to python 4.0× shorter)")
+
+
+def test_shared_cpu_reader_gives_the_floor_no_policy_can_beat(tmp_path):
+    def case(idle, py, to):
+        return {"median_idle_s": idle, "slowdown_python": py, "slowdown_torch": to}
+
+    run = {"benchmark": "shared_cpu", "mode": "reduced", "hardware": "x86_64", "date": "2026-11-29T16:00:00",
+           "config": {"cases": {"minimal": "40 Conv-4 steps"}, "before": "torch", "after": "auto"},
+           "budget": {"rounds_done": 3}, "goal_slowdown": 1.5, "floor_slowdown": {"minimal": 1.627},
+           "policies": {"torch": {"threads": 2, "cases": {"minimal": case(0.4, 3.4, 4.0)}},
+                        "auto": {"threads": 2, "cases": {"minimal": case(0.5, 1.54, 1.6)}}}}
+    (tmp_path / "shared_cpu_reduced.json").write_text(json.dumps(run))
+    (row,) = load_results(tmp_path)
+    assert "floor 1.63 (1 CPU's speed / 2 CPUs', idle" in row.ours

@@ -157,6 +157,9 @@ def _shared_cpu(d: dict[str, Any], src: str) -> list[ResultRow]:
                          for busy in ("python", "torch"))
         if "median_busy_python_s" in b and "median_busy_python_s" in a:
             ours += f" (time next to python {b['median_busy_python_s'] / a['median_busy_python_s']:.1f}× shorter)"
+        floor = (d.get("floor_slowdown") or {}).get(case)
+        if floor:
+            ours += f"; floor {floor:.2f} (1 CPU's speed / 2 CPUs', idle: no thread policy goes below it)"
         used = (pol[after].get("threads_per_condition") or [None])[0]
         after_threads = (f"{used[case]['idle']} idle, {used[case]['python']} next to a busy process"
                          if used and case in used else str(pol[after]["threads"]))
