@@ -127,11 +127,11 @@ class Budget:
                 ``meta_train``); None for a run without a training loop.
             limit: the seconds the run was given (:meth:`share`).
             unit: ``"epochs"`` (``fit``) or ``"iterations"`` (``meta_train``, whose records carry
-                an ``iteration``).
+                the ``step`` they were written at).
         """
         done = 0
         if history is not None and len(history):
-            done = int(history["iteration"][-1]) if unit == "iterations" else len(history)
+            done = int(history["step"][-1]) if unit == "iterations" else len(history)
         return {
             "max_minutes": self.max_minutes,
             "run_limit_minutes": None if limit is None else round(limit / 60, 3),

@@ -151,3 +151,34 @@ def test_bad_input(kwargs, match):
 def test_replace_head_rejects_one_class():
     with pytest.raises(ValueError, match="at least 2"):
         replace_head(backbones.build_classifier("mini_resnet", 3, weights=None).model, 1)
+
+
+def test_googlenet_with_pretrained_aux_heads_fine_tunes_with_fit(torch_home):
+    from torch.utils.data import DataLoader
+
+    from tlhelpers.engine import fit
+
+    torch.manual_seed(0)
+    # a "pretrained" file as torchvision ships it: 1000 classes and the two auxiliary heads' weights
+    reference = torchvision.models.googlenet(aux_logits=True, init_weights=True).state_dict()
+    assert any(k.startswith("aux1.") for k in reference)
+    path = cached_weights_path(torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1)
+    path.parent.mkdir(parents=True)
+    torch.save(reference, path)
+    built = build_classifier("googlenet", num_classes=2, weights="DEFAULT", reduced=False)
+    model = built.model
+    assert built.weights_loaded and model.aux1 is None and model.aux2 is None and not model.aux_logits
+    assert torch.equal(model.conv1.conv.weight, reference["conv1.conv.weight"])
+    assert not any(k.startswith("aux") for k in model.state_dict())
+    load_backbone_state(model, reference)  # the aux weights of a full state dict are skipped, not an error
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.is_tensor(model.train()(x)) and model(x).shape == (4, 2)  # train mode: plain logits
+    loader = DataLoader(list(zip(x, torch.tensor([0, 1, 0, 1]))), batch_size=4)
+    history = fit(model, loader, 1, device="cpu", progress=False)
+    assert history["train_loss"][0] > 0 and model.forward_features(x).shape == (4, 1024)
+
+
+def test_inception_v3_from_scratch_has_no_aux_head():
+    with torch.device("meta"):
+        model = build_classifier("inception_v3", num_classes=3, weights=None).model
+    assert model.AuxLogits is None and not model.aux_logits and get_head(model).out_features == 3

@@ -97,3 +97,32 @@ def test_rejects_tensor_items():
 
     with pytest.raises(ValueError, match="PIL"):
         to_tensor_dataset(Tensors(), 4, progress=False)
+
+
+def test_image_folder_cache_is_keyed_on_its_files_and_labels(tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    rng = np.random.default_rng(1)
+    for i, cls in enumerate(["cat", "cat", "cat", "dog", "dog"]):
+        (tmp_path / "img" / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)).save(tmp_path / "img" / cls / f"{i}.png")
+    decoded: list[str] = []
+
+    def folder():
+        def loader(path):
+            decoded.append(path)
+            with Image.open(path) as image:
+                return image.convert("RGB")
+
+        return ImageFolder(tmp_path / "img", loader=loader)
+
+    cache = tmp_path / "cache.pt"
+    first = to_tensor_dataset(folder(), 8, cache_file=cache, progress=False)
+    assert first.labels.tolist() == [0, 0, 0, 1, 1] and len(decoded) == 5
+    to_tensor_dataset(folder(), 8, cache_file=cache, progress=False)
+    assert len(decoded) == 5  # unchanged folder: a cache hit
+    (tmp_path / "img" / "cat" / "0.png").rename(tmp_path / "img" / "dog" / "0.png")  # same length and classes
+    moved = to_tensor_dataset(folder(), 8, cache_file=cache, progress=False)
+    assert len(decoded) == 10, "a file moved to another class folder must not reuse the cached labels"
+    assert moved.labels.tolist() == ImageFolder(tmp_path / "img").targets == [0, 0, 1, 1, 1]
+    assert torch.equal(moved.images[2], first.images[0])  # 0.png is now the first dog

@@ -149,3 +149,45 @@ def test_bad_input():
         DigitNet(image_size=12)
     with pytest.raises(ValueError, match="empty"):
         PairedLoader(DataLoader(make_set(4, 0), 2), [])
+
+
+def _image_folder(root, shift, seed):
+    """Two classes of two random 32x32 PNGs under root/<class>/, loaded as an ImageFolder."""
+    import numpy as np
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import ToTensor
+
+    rng = np.random.default_rng(seed)
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            pixels = (rng.integers(0, 150, (32, 32, 3)) + shift).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return ImageFolder(root, transform=ToTensor())
+
+
+def test_dann_and_mmd_wrap_a_resnet50_from_build_classifier(tmp_path):
+    from tlhelpers.backbones import build_classifier
+
+    source, target = _image_folder(tmp_path / "source", 0, 0), _image_folder(tmp_path / "target", 80, 1)
+    loader = PairedLoader(DataLoader(source, 4, shuffle=True), DataLoader(target, 4, shuffle=True))
+    torch.manual_seed(0)
+    resnet = build_classifier("resnet50", num_classes=2, weights=None).model
+    model = DANN(resnet)
+    assert model.discriminator.net[0].in_features == 2048 == model.num_features  # sized from the ResNet's features
+    before = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    history = fit(model, loader, 1, step_fn=dann_step, device="cpu", progress=False)
+    assert len(history["domain_acc"]) == 1 and 0 <= history["lambda"][0] < 1
+    assert any(not torch.equal(before[k], v) for k, v in model.discriminator.state_dict().items())  # it trained
+    xs, ys = next(iter(DataLoader(source, 4)))
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(xs)
+        assert feats.shape == (4, 2048)
+        assert model.domain_logits(feats, 1.0).shape == (4,)
+        torch.testing.assert_close(model.forward_head(feats), model(xs))
+    assert model.classifier.fc.out_features == 2  # the torchvision attribute still works
+    # MMD's step on the bare built model (it used to call model.head, which a ResNet lacks)
+    history = fit(resnet, loader, 1, step_fn=MMDStep(weight=0.1), device="cpu", progress=False)
+    assert history["mmd"][0] >= 0 and history["train_loss"][0] > 0

@@ -215,3 +215,50 @@ def test_mini_resnet_stage_aliases_are_the_stage_outputs():
         pooled = model.layer4(layer3).mean(dim=(2, 3))
     torch.testing.assert_close(feats["layer3"], layer3.mean(dim=(2, 3)))
     torch.testing.assert_close(feats["avgpool"], pooled)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet101"])
+def test_resnet_stage_aliases_are_each_depths_last_block(arch):
+    with torch.device("meta"):  # only the structure: no weights to initialise
+        model = torchvision.models.get_model(arch)
+    aliases = features_mod.layer_aliases(model)
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        last = len(getattr(model, stage)) - 1  # resnet101's layer3 has 23 blocks: the last is layer3.22
+        relu = "relu_2" if arch == "resnet101" else "relu_1"  # a block's output: its last ReLU call
+        assert aliases[stage] == f"{stage}.{last}.{relu}"
+    assert aliases["layer3"] == ("layer3.22.relu_2" if arch == "resnet101" else "layer3.1.relu_1")
+    assert features_mod._arch_name(model, None) == arch  # the real name, for messages and the cache key
+
+
+def test_vgg19_conv5_3_is_the_relu_after_the_third_conv_of_block_5():
+    with torch.device("meta"):
+        model = torchvision.models.vgg19()
+    layers = list(model.features)
+    pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+    block5_convs = [i for i in range(pools[3] + 1, pools[4]) if isinstance(layers[i], nn.Conv2d)]
+    expected = block5_convs[2] + 1  # the ReLU right after block 5's third convolution
+    assert isinstance(layers[expected], nn.ReLU)
+    assert features_mod.resolve_layer(model, "conv5_3") == f"features.{expected}" == "features.33"
+    assert features_mod.resolve_layer(model, "conv5_4") == "features.35"
+
+
+def test_alias_on_an_architecture_without_it_lists_valid_names():
+    with torch.device("meta"):
+        model = torchvision.models.efficientnet_b0()
+    with pytest.raises(LayerNotFoundError, match="model 'efficientnet' has no layer 'layer3'; use one of: ") as err:
+        features_mod.resolve_layer(model, "layer3")
+    message = str(err.value)
+    assert "\n" not in message and "avgpool, logits, " in message and "features.0, " in message
+
+
+def test_extract_features_resnet18_layer3_and_error_name_the_real_model():
+    x, batches = two_images()
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18().eval()
+    feats, _ = extract_features(resnet, "layer3", batches, progress=False)
+    with torch.no_grad():
+        stem = resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x))))
+        expected = resnet.layer3(resnet.layer2(resnet.layer1(stem))).mean(dim=(2, 3))
+    torch.testing.assert_close(feats, expected)
+    with pytest.raises(LayerNotFoundError, match="model 'resnet18' has no layer 'conv5_3'"):
+        extract_features(resnet, "conv5_3", batches, progress=False)

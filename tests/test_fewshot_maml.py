@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tlhelpers.engine import apply_gradients
 from tlhelpers.fewshot.conv4 import Conv4
 from tlhelpers.fewshot.maml import (
     adapt,
@@ -120,7 +121,12 @@ def test_adaptation_lowers_support_loss() -> None:
 def test_maml_step_writes_grad_into_every_parameter() -> None:
     model, batch = _setup()
     out = maml_step(model, batch, inner_lr=INNER_LR, inner_steps=1)
-    assert set(out) == {"loss", "acc"}
+    grads, loss, acc = meta_gradient(model, batch, inner_lr=INNER_LR, inner_steps=1)
+    assert float(out.loss) == pytest.approx(loss) and out.metrics == {"train_acc": acc}
+    assert all(p.grad is None for p in model.parameters())  # the step hands its gradient to the loop
+    apply_gradients(model, out)
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[k])
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     assert model.head.weight.grad.abs().sum() > 0 and model.encoder[0][0].weight.grad.abs().sum() > 0
 

@@ -94,3 +94,13 @@ def test_held_out_characters_stay_out_with_all_their_rotations() -> None:
     base = lambda names: {n.split("@")[0] for n in names}  # noqa: E731
     assert base(train.classes).isdisjoint(base(test.classes)) and len(base(test.classes)) == 3
     assert test.num_classes == 12 and {n.split("@")[1] for n in test.classes} == {"0", "90", "180", "270"}
+
+
+def test_corrupt_cache_says_how_to_rebuild_it(tmp_path: Path) -> None:
+    from tlhelpers.checkpoint import CheckpointError
+
+    cache = tmp_path / "omniglot.pt"
+    cache.write_bytes(b"\x00" * 64)  # a half-written download or copy
+    with pytest.raises(CheckpointError, match="Omniglot cache .* truncated or corrupt.*delete it and call again") as info:
+        load_character_folder(tmp_path / "no-tree-needed", cache_file=cache, progress=False)
+    assert "resume=False" not in str(info.value)  # load_character_folder has no such argument

@@ -37,9 +37,9 @@ def _episode() -> Episode:
 
 
 def _histories() -> dict[str, History]:
-    maml = History([{"iteration": i, "train_loss": 1.5 - 0.1 * i / 20, "train_acc": 0.3 + i / 400, "val_acc": 0.3 + i / 500}
+    maml = History([{"step": i, "train_loss": 1.5 - 0.1 * i / 20, "train_acc": 0.3 + i / 400, "val_acc": 0.3 + i / 500}
                     for i in (20, 40, 60, 80)])
-    reptile = History([{"iteration": i, "train_loss": 1.0, "train_acc": 0.8} for i in (15, 30)])
+    reptile = History([{"step": i, "train_loss": 1.0, "train_acc": 0.8} for i in (15, 30)])
     return {"MAML": maml, "Reptile": reptile}
 
 

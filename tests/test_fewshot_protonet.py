@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tlhelpers.fewshot.conv4 import BatchStatNorm2d, Conv4, exact_batchnorm
@@ -50,13 +51,19 @@ def test_step_fills_every_gradient_and_training_reduces_loss() -> None:
     sampler = _sampler()
     batch = sampler.sample_batch(2, torch.Generator().manual_seed(0))
     out = protonet_step(model, batch)
+    assert out.grads is None and all(p.grad is None for p in model.parameters())  # the loop back-propagates
+    # The loss is the mean over tasks of each task's query cross-entropy, computed independently.
+    ref = torch.stack([F.cross_entropy(protonet_logits(model, batch.task(t)), batch.task(t).query_y) for t in range(2)])
+    torch.testing.assert_close(out.loss, ref.mean())
+    assert torch.equal(out.targets, batch.query_y.reshape(-1)) and out.logits.shape == (len(out.targets), 3)
+    out.loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(15):
         opt.zero_grad()
-        protonet_step(model, batch)
+        protonet_step(model, batch).loss.backward()
         opt.step()
-    assert protonet_step(model, batch)["loss"] < out["loss"]
+    assert protonet_step(model, batch).loss < out.loss
 
 
 @pytest.mark.parametrize("exact", [False, True])
@@ -94,3 +101,21 @@ def test_conv4_feature_sizes(image_size: int, in_channels: int, dim: int) -> Non
     assert model(torch.zeros(2, in_channels, image_size, image_size)).shape == (2, 5)
     with pytest.raises(ValueError, match="image_size"):
         Conv4(image_size=8)
+
+
+def test_prototypes_come_from_the_features_of_any_classifier_not_its_logits() -> None:
+    """A Conv-4 with a head and a ResNet from build_classifier embed with forward_features."""
+    from tlhelpers.backbones import build_classifier
+
+    torch.manual_seed(0)
+    episode = _sampler().sample(seed=1)
+    with_head = Conv4(hidden=8, num_classes=5).eval()
+    logits = protonet_logits(with_head, episode)
+    assert logits.shape == (len(episode.query_y), 3)
+    headless = Conv4(hidden=8).eval()
+    headless.load_state_dict({k: v for k, v in with_head.state_dict().items() if k in headless.state_dict()})
+    torch.testing.assert_close(logits, protonet_logits(headless, episode))  # the head plays no part
+    resnet = build_classifier("resnet18", num_classes=5, weights=None).model.eval()
+    rgb = episode.__class__(**{**vars(episode), "support_x": episode.support_x.expand(-1, 3, -1, -1),
+                               "query_x": episode.query_x.expand(-1, 3, -1, -1)})
+    assert protonet_logits(resnet, rgb).shape == (len(episode.query_y), 3)  # 512-d features, not 5 logits

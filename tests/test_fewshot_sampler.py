@@ -94,3 +94,18 @@ def test_classes_too_small_are_skipped_not_sampled() -> None:
     assert sorted(sampler.class_ids.tolist()) == [1, 2, 4, 5]
     for seed in range(10):
         assert set(sampler.sample(seed=seed).classes.tolist()) <= {1, 2, 4, 5}
+
+
+def test_state_dict_restores_the_episode_stream() -> None:
+    images, labels = _data()
+    sampler = EpisodeSampler(images, labels, n_way=3, k_shot=1, n_query=2, seed=4)
+    sampler.sample_batch(2)
+    state = sampler.state_dict()
+    expected = sampler.sample_batch(3).query_x
+    other = EpisodeSampler(images, labels, n_way=3, k_shot=1, n_query=2, seed=9)  # another stream, restored
+    other.load_state_dict(state)
+    assert torch.equal(other.sample_batch(3).query_x, expected)
+    again = EpisodeSampler(images, labels, n_way=3, k_shot=1, n_query=2).manual_seed(4)  # the same seed, restarted
+    again.sample_batch(2)
+    assert torch.equal(again.sample_batch(3).query_x, expected)
+    assert not torch.equal(again.sample_batch(3).query_x, expected)  # the stream moves on

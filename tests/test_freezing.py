@@ -99,3 +99,19 @@ def test_bad_stage_name_lists_valid_stages(model):
         unfreeze_last(model, 0)
     with pytest.raises(ValueError, match="out of range"):
         unfreeze_last(model, 8)
+
+
+def test_stages_of_every_model_type_end_with_its_head():
+    from tlhelpers.domain.dann import DANN, DigitNet
+    from tlhelpers.fewshot.conv4 import Conv4
+    from tlhelpers.smallcnn import SmallCNN
+
+    torch.manual_seed(0)
+    assert stage_names(SmallCNN(3, width=4)) == ["backbone", "head"]
+    assert stage_names(Conv4(num_classes=3, hidden=4)) == ["encoder", "head"]
+    dann = DANN(build_classifier("mini_resnet", 3, weights=None).model)
+    # the wrapped classifier is split into its own stages; the discriminator comes last
+    assert stage_names(dann) == [f"classifier.{s}" for s in RESNET_STAGES] + ["discriminator"]
+    unfreeze_last(dann, 3)
+    assert trainable_stages(dann) == ["classifier.layer4", "classifier.fc", "discriminator"]
+    unfreeze_last(DANN(DigitNet(3, feature_dim=8, width=4)), 2)  # backbone, head, discriminator

@@ -124,3 +124,14 @@ def test_top5_explorer_shows_the_true_class(capsys):
     assert [name for name, _ in unlabelled.children[0].children[0].options] == ["test image 0", "test image 1"]
     with pytest.raises(ValueError, match="labels"):
         top5_explorer(model, images, CLASSES, plain_preset(16), labels=[0])
+
+
+def test_top5_explorer_without_ipywidgets_says_how_to_install(monkeypatch):
+    import sys
+
+    from tlhelpers.inspection import top5_explorer
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # as in the core install: import fails
+    with pytest.raises(ImportError, match=r'pip install "tlhelpers\[course\]"') as err:
+        top5_explorer(torch.nn.Identity(), torch.zeros(1, 3, 8, 8, dtype=torch.uint8), CLASSES, lambda x: x)
+    assert "\n" not in str(err.value) and "ipywidgets" in str(err.value)

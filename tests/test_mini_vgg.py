@@ -112,3 +112,16 @@ def test_bad_widths():
         MiniVGG(10, widths=(16, 32, 64))
     with pytest.raises(ValueError, match="one width per block"):
         vgg_features((8, 8), blocks=(2, 2, 3))
+
+
+def test_forward_features_is_what_the_head_sees_fc7():
+    torch.manual_seed(0)
+    model = mini_vgg(4, widths=(4, 8, 8, 16, 16), hidden=12).eval()  # dropout 0: fc7 is the head's input
+    x = torch.randn(3, 3, 32, 32)
+    fc7, _ = extract_features(model, "fc7", DataLoader([(x[i], 0) for i in range(3)], batch_size=3), progress=False)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        torch.testing.assert_close(feats, fc7)
+        torch.testing.assert_close(model.forward_head(feats), model(x))
+    assert model.num_features == 12 and model.reset_classifier(6) is model.classifier[6]
+    assert head_name(model) == "classifier.6" and model(x).shape == (3, 6)

@@ -86,3 +86,17 @@ def test_bad_input(model):
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable"):
         param_groups(model, 1.0)
+
+
+def test_discriminative_head_is_the_classifiers_head_for_any_model():
+    from tlhelpers.domain.dann import DANN, DigitNet
+    from tlhelpers.smallcnn import SmallCNN
+
+    torch.manual_seed(0)
+    dann = DANN(DigitNet(3, feature_dim=8, width=4))
+    lrs = _lr_of(discriminative_groups(dann, lr=1.0, backbone_mult=0.1), dann)
+    # the class head learns at lr; not the discriminator's last Linear (the last nn.Linear of the model)
+    assert lrs["classifier.head.1.weight"] == (1.0, 0.0) and lrs["discriminator.net.4.weight"] == (0.1, 0.0)
+    assert lrs["classifier.backbone.0.weight"] == (0.1, 0.0)
+    small = SmallCNN(3, width=4)
+    assert _lr_of(discriminative_groups(small, lr=1.0, backbone_mult=0.5), small)["head.weight"] == (1.0, 0.0)

@@ -162,3 +162,38 @@ def test_plot_probe_curves_draws_each_split_per_probe():
     assert all(float(t).is_integer() for t in acc_ax.get_xticks())
     with pytest.raises(ValueError, match="at least one"):
         plot_probe_curves({})
+
+
+def test_feature_loader_state_makes_an_interrupted_fit_resume_bit_for_bit(tmp_path):
+    from torch import nn
+
+    from tlhelpers.engine import classification_step, fit
+    from tlhelpers.runtime import seed_everything
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(80, 6, generator=g)
+    y = (x[:, 0] > 0).long()
+
+    def run(ckpt, crash_at=None):
+        seed_everything(0)
+        model = nn.Linear(6, 2)
+
+        def step(m, batch, state):
+            if state.step == crash_at:
+                raise KeyboardInterrupt("runtime disconnected")
+            return classification_step(m, batch, state)
+
+        fit(model, FeatureLoader(x, y, batch_size=16, shuffle=True, seed=3), 3, lr=0.1, step_fn=step,
+            checkpoint_path=ckpt, progress=False)
+        return model
+
+    straight = run(None)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "probe.pt", crash_at=5 * 2 + 1)
+    resumed = run(tmp_path / "probe.pt")
+    assert torch.equal(straight.weight, resumed.weight) and torch.equal(straight.bias, resumed.bias)
+    loader = FeatureLoader(x, y, batch_size=16, shuffle=True, seed=3)
+    state = loader.state_dict()
+    first = [b[1] for b in loader]
+    loader.load_state_dict(state)
+    assert all(torch.equal(a, b[1]) for a, b in zip(first, loader, strict=True))

@@ -26,3 +26,17 @@ def test_too_few_classes(n):
         SmallCNN(n)
     with pytest.raises(ValueError, match="at least 2"):
         SmallCNN(3).replace_head(n)
+
+
+def test_reset_classifier_keeps_features_and_replace_head_is_its_alias():
+    torch.manual_seed(0)
+    model = SmallCNN(10, width=4).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        assert feats.shape == (2, model.num_features) == (2, 16)
+        torch.testing.assert_close(model.forward_head(feats), model(x))
+        head = model.reset_classifier(3)
+        assert model.head is head and model(x).shape == (2, 3)
+        assert model.replace_head(5) is model.head and model.head.out_features == 5
+        torch.testing.assert_close(model.forward_features(x), feats)

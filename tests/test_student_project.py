@@ -46,6 +46,35 @@ def test_template_finetunes_a_folder_and_resumes(tmp_path, monkeypatch):
     assert again["val_acc"] == pytest.approx(summary["val_acc"])
 
 
+def test_template_refuses_to_resume_another_run_and_restarts_on_request(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("TLH_REDUCED", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _write_folder(tmp_path / "images", per_class=4)
+    script = _load_script()
+    args = [str(tmp_path / "images"), "--arch", "resnet18", "--epochs", "1", "--image-size", "32",
+            "--batch-size", "8", "--out", str(tmp_path / "run")]
+    script.main(args)
+    # another learning rate in the same --out: refused, naming the change (it used to resume the old run)
+    with pytest.raises(SystemExit, match=r"another run: lr 0\.001 -> 0\.002, .*add --restart, or pass another --out"):
+        script.main([*args, "--lr", "2e-3"])
+    with pytest.raises(SystemExit, match=r"another run: arch resnet18 -> mobilenet_v3_small, .*model parameter names/shapes changed"):
+        script.main([*args, "--arch", "mobilenet_v3_small"])
+    # a file moved to another class folder: a new cache key (its labels are not reused) and new data
+    key = torch.load(tmp_path / "run" / "cache" / "all.pt", weights_only=True)["key"]
+    (tmp_path / "images" / "solid_circle" / "002.png").rename(tmp_path / "images" / "striped_star" / "002.png")
+    with pytest.raises(SystemExit, match=r"another run: data fingerprint changed;"):
+        script.main(args)
+    new_key = torch.load(tmp_path / "run" / "cache" / "all.pt", weights_only=True)["key"]
+    assert new_key["content"] != key["content"] and new_key["len"] == key["len"]
+    # --restart starts a new run over the old checkpoint, which then resumes as usual
+    script.main([*args, "--lr", "2e-3", "--restart"])
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["identity"]["settings"]["lr"] == 2e-3 and state["epoch"] == 1
+    script.main([*args, "--lr", "2e-3"])
+
+
 def test_template_rejects_a_missing_folder(tmp_path):
     with pytest.raises(SystemExit, match="not a folder"):
         _load_script().main([str(tmp_path / "nope")])

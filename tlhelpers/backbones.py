@@ -2,7 +2,9 @@
 
 One interface for every family (resnet, vgg, efficientnet, mobilenet, convnext, densenet, regnet,
 ...): :func:`build_classifier` returns the model with a new head and the preprocessing its weights
-expect; :func:`get_head`, :func:`replace_head` and :func:`features` work on any of them.
+expect, with the interface of :mod:`tlhelpers.model_api` (``forward_features``, ``forward_head``,
+``num_features``, ``reset_classifier``); :func:`get_head`, :func:`replace_head` and :func:`features`
+work on any of them.
 
 Weights are looked up in the torch hub cache (``$TORCH_HOME/hub/checkpoints``) before any download.
 In reduced mode nothing is downloaded: without a cached file the model keeps its random init and a
@@ -29,22 +31,22 @@ from torchvision.models import WeightsEnum, get_model, get_model_weights, list_m
 
 from tlhelpers.mini_resnet import mini_resnet
 from tlhelpers.mini_vgg import mini_vgg
+from tlhelpers.model_api import attach_interface, get_head, head_name, replace_head
+from tlhelpers.model_api import forward_features as _forward_features
 from tlhelpers.runtime import is_reduced
 
 # Architectures of this course that torchvision lacks; they have no pretrained weights.
 _EXTRA_ARCHS: dict[str, Callable[..., nn.Module]] = {"mini_resnet": mini_resnet, "mini_vgg": mini_vgg}
 
-# Where the classification head lives, by family; other families use their last nn.Linear.
-_HEAD_PATHS: dict[str, str] = {
-    "resnet": "fc", "resnext": "fc", "wide_resnet": "fc", "regnet": "fc",
-    "vgg": "classifier.6", "efficientnet": "classifier.1", "mobilenet_v2": "classifier.1",
-    "mobilenet_v3": "classifier.3", "convnext": "classifier.2", "densenet": "classifier",
-}
 # Builder arguments torchvision itself sets when it loads weights into these architectures.
 _WEIGHT_OVERRIDES: dict[str, dict[str, object]] = {
     "googlenet": {"transform_input": True, "aux_logits": True, "init_weights": False},
     "inception_v3": {"transform_input": True, "aux_logits": True, "init_weights": False},
 }
+# From scratch: torchvision's own init, asked for explicitly (None warns that its default may change).
+_SCRATCH_OVERRIDES: dict[str, dict[str, object]] = {"googlenet": {"init_weights": True}, "inception_v3": {"init_weights": True}}
+# Auxiliary heads and the flag that makes the model return them in train mode, by class.
+_AUX_HEADS: dict[str, tuple[str, ...]] = {"GoogLeNet": ("aux1", "aux2"), "Inception3": ("AuxLogits",)}
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -141,6 +143,12 @@ def build_classifier(
         reduced: the mode; None reads ``TLH_REDUCED``. Reduced mode never downloads and falls back
             to random init (with a warning) when the weights are not cached.
 
+    The model has the course's interface (:mod:`tlhelpers.model_api`): ``forward_features``,
+    ``forward_head``, ``num_features`` and ``reset_classifier``, next to its usual attributes
+    (``model.fc``) and ``state_dict`` keys. GoogLeNet and Inception-v3 lose their auxiliary heads
+    (:func:`drop_aux_heads`), so that in train mode they return plain logits like every other
+    model and :func:`tlhelpers.engine.fit` can fine-tune them.
+
     Returns:
         A :class:`BuiltModel`; check ``weights_loaded`` before trusting the backbone.
 
@@ -159,80 +167,59 @@ def build_classifier(
             f"{arch} keeps its RANDOM initialisation.\n{'=' * 72}",
             stacklevel=2,
         )
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, object] = dict(_SCRATCH_OVERRIDES.get(arch, {}))
     if state is not None:
         kwargs = {"num_classes": len(enum.meta["categories"]), **_WEIGHT_OVERRIDES.get(arch, {})}
     model = _EXTRA_ARCHS[arch]() if arch in _EXTRA_ARCHS else get_model(arch, weights=None, **kwargs)
     if state is not None:
         model.load_state_dict(state)
+    drop_aux_heads(model)  # after loading: the pretrained state dict has their weights
+    attach_interface(model)
     if get_head(model).out_features != num_classes:
         replace_head(model, num_classes)
     preset = enum or (None if arch in _EXTRA_ARCHS else get_model_weights(arch).DEFAULT)
     return BuiltModel(model, preset.transforms() if preset is not None else None, enum, state is not None, arch)
 
 
-def head_name(model: nn.Module) -> str:
-    """The dotted name of the final linear layer (``"fc"`` for ResNets, ``"classifier.1"`` for EfficientNets).
-
-    Raises:
-        ValueError: if the model has no linear layer to act as a head.
-    """
-    modules = dict(model.named_modules())
-    for family, path in _HEAD_PATHS.items():
-        if type(model).__name__.lower().startswith(family.replace("_", "")) and isinstance(modules.get(path), nn.Linear):
-            return path
-    linear = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
-    if not linear:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear head; pass a classifier such as resnet50.")
-    return linear[-1]
-
-
-def get_head(model: nn.Module) -> nn.Linear:
-    """The final linear layer of ``model`` (see :func:`head_name`)."""
-    return model.get_submodule(head_name(model))
-
-
-def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
-    """Swap the head for a new ``nn.Linear`` with ``num_classes`` outputs; return the new head.
-
-    The new head is on the old head's device and dtype and is trainable.
-
-    Raises:
-        ValueError: if ``num_classes < 2``.
-    """
-    if num_classes < 2:
-        raise ValueError(f"num_classes={num_classes} is too small; a classifier head needs at least 2 classes.")
-    name = head_name(model)
-    old = model.get_submodule(name)
-    new = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
-    parent, _, leaf = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, new)
-    return new
-
-
 def features(model: nn.Module, x: Tensor) -> Tensor:
-    """The pooled features the head sees (its input), for any architecture.
+    """The pooled features the head sees (its input), for any architecture: :func:`tlhelpers.model_api.forward_features`.
 
     Shape:
-        ``x``: ``(N, C, H, W)``; returns ``(N, head.in_features)``.
+        ``x``: ``(N, C, H, W)``; returns ``(N, num_features)``.
     """
-    captured: list[Tensor] = []
-    handle = get_head(model).register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0]))
-    try:
-        model(x)
-    finally:
-        handle.remove()
-    return captured[0]
+    return _forward_features(model, x)
+
+
+def drop_aux_heads(model: nn.Module) -> nn.Module:
+    """Remove GoogLeNet's and Inception-v3's auxiliary heads, so that train mode returns plain logits.
+
+    With them, ``model(x)`` in train mode returns a namedtuple (logits plus auxiliary logits) that
+    a cross-entropy step cannot use; torchvision's own training recipe adds their losses, which
+    fine-tuning does not need. Other models are returned unchanged.
+
+    Returns:
+        ``model`` itself, without the ``aux*`` modules (their weights leave the ``state_dict``).
+    """
+    aux = _AUX_HEADS.get(type(model).__name__, ())
+    for name in aux:
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
+    if aux:
+        model.aux_logits = False
+    return model
 
 
 def load_backbone_state(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
     """Load every weight except the head's, e.g. from your own pretraining on another task.
 
+    Weights of auxiliary heads the model no longer has (see :func:`drop_aux_heads`) are skipped.
+
     Raises:
         ValueError: if a backbone weight is missing or unexpected (a different architecture).
     """
     head = head_name(model) + "."
-    body = {k: v for k, v in state_dict.items() if not k.startswith(head)}
+    dropped = tuple(f"{name}." for name in _AUX_HEADS.get(type(model).__name__, ()) if getattr(model, name, None) is None)
+    body = {k: v for k, v in state_dict.items() if not k.startswith(head) and not (dropped and k.startswith(dropped))}
     try:
         result = model.load_state_dict(body, strict=False)
     except RuntimeError as exc:  # shape mismatches

@@ -29,21 +29,11 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 from tqdm.auto import tqdm
 
 from tlhelpers.checkpoint import CheckpointError, atomic_save, safe_load
+from tlhelpers.model_api import head_name
 from tlhelpers.runtime import amp_dtype, autocast, get_device
 
-#: Friendly layer names of the ResNet-layout models, mapped to torchvision graph nodes: each stage's
-#: output is its last block's last ReLU. VGG-layout models get theirs from :func:`vgg_aliases`.
-LAYER_ALIASES: dict[str, dict[str, str]] = {
-    "resnet50": {
-        "layer1": "layer1.2.relu_2", "layer2": "layer2.3.relu_2", "layer3": "layer3.5.relu_2",
-        "layer4": "layer4.2.relu_2", "avgpool": "avgpool", "logits": "fc",
-    },
-    "mini_resnet": {  # one BasicBlock per stage: its output is the block's last ReLU
-        "layer1": "layer1.0.relu_1", "layer2": "layer2.0.relu_1", "layer3": "layer3.0.relu_1",
-        "layer4": "layer4.0.relu_1", "avgpool": "avgpool", "logits": "fc",
-    },
-}
-_ARCH_BY_CLASS = {"ResNet": "resnet50", "MiniResNet": "mini_resnet", "MiniVGG": "mini_vgg"}
+_ARCH_BY_CLASS = {"MiniResNet": "mini_resnet", "MiniVGG": "mini_vgg"}
+_RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 _VGG_FEATURE_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d)
 _VGG_CLASSIFIER_TYPES = (nn.Linear, nn.ReLU, nn.Dropout)
 
@@ -98,6 +88,58 @@ def vgg_aliases(model: nn.Module) -> dict[str, str]:
     return aliases
 
 
+def _is_resnet_layout(model: nn.Module) -> bool:
+    """``layer1`` ... ``layer4``: each a non-empty ``nn.Sequential`` of blocks (torchvision's ResNets, MiniResNet)."""
+    stages = [getattr(model, name, None) for name in _RESNET_STAGES]
+    return all(isinstance(s, nn.Sequential) and len(s) > 0 for s in stages)
+
+
+def resnet_aliases(model: nn.Module, nodes: list[str] | None = None) -> dict[str, str]:
+    """``layer1`` ... ``layer4`` of a ResNet-layout model: each stage's output, its LAST block's last node.
+
+    Read from the model's own graph, so every depth gets its own nodes: ``layer3`` is
+    ``layer3.5.relu_2`` in ResNet-50 (6 blocks) and ``layer3.22.relu_2`` in ResNet-101 (23 blocks).
+    Empty for other models.
+
+    Args:
+        model: the network.
+        nodes: its graph nodes in execution order (traced when None).
+    """
+    if not _is_resnet_layout(model):
+        return {}
+    nodes = _graph_nodes(model) if nodes is None else nodes
+    aliases = {}
+    for stage in _RESNET_STAGES:
+        last = f"{stage}.{len(getattr(model, stage)) - 1}."
+        inside = [n for n in nodes if n.startswith(last)]
+        if inside:
+            aliases[stage] = inside[-1]
+    return aliases
+
+
+def _graph_nodes(model: nn.Module) -> list[str]:
+    """The model's graph nodes in eval mode, in execution order (the model's own mode is kept)."""
+    return get_graph_node_names(model)[1]
+
+
+def _resnet_name(model: nn.Module) -> str | None:
+    """torchvision's name of a ResNet from its structure: depth, block type, groups and width."""
+    if not _is_resnet_layout(model):
+        return None
+    first = model.layer1[0]
+    blocks = sum(len(getattr(model, stage)) for stage in _RESNET_STAGES)
+    convs = 3 if hasattr(first, "conv3") else 2
+    depth = convs * blocks + 2
+    conv2 = getattr(first, "conv2", None)
+    if convs == 3 and isinstance(conv2, nn.Conv2d):
+        width = conv2.out_channels  # 64 * base_width / 64 * groups
+        if conv2.groups > 1:
+            return f"resnext{depth}_{conv2.groups}x{width // conv2.groups}d"
+        if width == 2 * first.conv1.in_channels:
+            return f"wide_resnet{depth}_2"
+    return f"resnet{depth}"
+
+
 def _arch_name(model: nn.Module, name: str | None) -> str:
     if name:
         return name
@@ -106,18 +148,35 @@ def _arch_name(model: nn.Module, name: str | None) -> str:
         n_convs = sum(isinstance(m, nn.Conv2d) for m in model.features)
         bn = any(isinstance(m, nn.BatchNorm2d) for m in model.features)
         return f"vgg{n_convs + 3}{'_bn' if bn else ''}"
+    if cls == "ResNet":
+        return _resnet_name(model) or "resnet"
     return _ARCH_BY_CLASS.get(cls, cls.lower())
 
 
-def layer_aliases(model: nn.Module, model_name: str | None = None) -> dict[str, str]:
-    """Friendly layer names of ``model`` and their graph nodes: VGG names read from a VGG-layout
-    model's modules (:func:`vgg_aliases`), else the table :data:`LAYER_ALIASES` of its architecture.
+def layer_aliases(model: nn.Module, model_name: str | None = None, nodes: list[str] | None = None) -> dict[str, str]:
+    """Friendly layer names of ``model`` and their graph nodes, read from the model itself.
+
+    VGG-layout models get the VGG papers' names (:func:`vgg_aliases`), ResNet-layout models
+    ``layer1`` ... ``layer4`` (:func:`resnet_aliases`); every model with the nodes gets
+    ``avgpool`` and ``logits`` (its classification head).
 
     Args:
         model: the network.
-        model_name: the architecture name for the table (guessed from the class when None).
+        model_name: unused; kept for callers that pass the architecture's name.
+        nodes: the model's graph nodes (traced when None).
     """
-    return vgg_aliases(model) or LAYER_ALIASES.get(_arch_name(model, model_name), {})
+    del model_name  # aliases come from the module graph, never from a table of names
+    nodes = _graph_nodes(model) if nodes is None else nodes
+    aliases = vgg_aliases(model) or resnet_aliases(model, nodes)
+    if "avgpool" in nodes:
+        aliases.setdefault("avgpool", "avgpool")
+    try:
+        head = head_name(model)
+    except ValueError:
+        head = None
+    if head in nodes:
+        aliases.setdefault("logits", head)
+    return aliases
 
 
 def valid_layers(model: nn.Module, model_name: str | None = None) -> list[str]:
@@ -125,23 +184,32 @@ def valid_layers(model: nn.Module, model_name: str | None = None) -> list[str]:
 
     Args:
         model: the network.
-        model_name: the architecture name for aliases (guessed from the class when None).
+        model_name: unused; kept for callers that pass the architecture's name.
     """
-    _, nodes = get_graph_node_names(model.eval())
-    aliases = [a for a, node in layer_aliases(model, model_name).items() if node in nodes]
+    nodes = _graph_nodes(model)
+    aliases = [a for a, node in layer_aliases(model, model_name, nodes).items() if node in nodes]
     return aliases + [n for n in nodes if n != "x"]
 
 
 def resolve_layer(model: nn.Module, layer: str, model_name: str | None = None) -> str:
-    """Map an alias ("fc7") or node name ("classifier.4") to the graph node to return.
+    """Map an alias ("fc7", "layer3") or node name ("classifier.4") to the graph node to return.
+
+    Args:
+        model: the network.
+        layer: an alias or a graph node name.
+        model_name: the architecture's name for the error message (guessed from the model when None).
 
     Raises:
-        LayerNotFoundError: if ``model`` has no such layer; the message lists valid names.
+        LayerNotFoundError: if ``model`` has no such layer; the one-line message names the model
+            and lists its aliases and valid node names.
     """
-    node = layer_aliases(model, model_name).get(layer, layer)
-    layers = valid_layers(model, model_name)
+    nodes = _graph_nodes(model)
+    aliases = layer_aliases(model, model_name, nodes)
+    node = aliases.get(layer, layer)
+    layers = [n for n in nodes if n != "x"]
     if node not in layers:
-        shown = ", ".join(layers[:60]) + (" ..." if len(layers) > 60 else "")
+        valid = [a for a, n in aliases.items() if n in layers] + layers
+        shown = ", ".join(valid[:60]) + (" ..." if len(valid) > 60 else "")
         raise LayerNotFoundError(f"model {_arch_name(model, model_name)!r} has no layer {layer!r}; use one of: {shown}")
     return node
 

@@ -1,9 +1,10 @@
 """Freeze and unfreeze a network by stage name or depth, and count its trainable parameters.
 
-A *stage* is a named block of the network, in forward order. For a ResNet the stages are
-``conv1, bn1, layer1, layer2, layer3, layer4, fc``; for the torchvision families that keep their
-body in a ``features`` sequence (VGG, EfficientNet, MobileNet, ConvNeXt, DenseNet) each
-``features.<i>`` is a stage, followed by the head's container (``classifier``).
+A *stage* is a named block of the network, in forward order; this works on every model of
+:mod:`tlhelpers.model_api`. For a ResNet the stages are ``conv1, bn1, layer1, layer2, layer3,
+layer4, fc``; for the torchvision families that keep their body in a ``features`` sequence (VGG,
+EfficientNet, MobileNet, ConvNeXt, DenseNet) each ``features.<i>`` is a stage, followed by the
+head's container (``classifier``).
 
 BatchNorm: a frozen BatchNorm layer (all its parameters frozen) is kept in eval mode by
 :func:`tlhelpers.engine.train_mode`, so its running statistics stay the pretrained ones. Freezing
@@ -23,11 +24,18 @@ from torch import nn
 
 
 def stage_names(model: nn.Module) -> list[str]:
-    """Names of the model's stages with parameters, in forward (registration) order."""
+    """Names of the model's stages with parameters, in forward (registration) order.
+
+    A wrapped network with the course's model interface (the ``classifier`` of a ``DANN``) is
+    split into its own stages (``classifier.layer4``, ``classifier.fc``), followed by the wrapper's
+    other stages (``discriminator``).
+    """
     names = []
     for name, child in model.named_children():
         if name == "features" and isinstance(child, nn.Sequential):
             names += [f"features.{sub}" for sub, m in child.named_children() if _has_params(m)]
+        elif callable(getattr(child, "forward_features", None)) and _has_params(child):
+            names += [f"{name}.{sub}" for sub in stage_names(child)]
         elif _has_params(child):
             names.append(name)
     return names

@@ -161,9 +161,15 @@ def top5_explorer(
         An ``ipywidgets.VBox``; display it as a cell's last expression.
 
     Raises:
+        ImportError: if ipywidgets is not installed (the core install lacks it).
         ValueError: if ``labels`` does not give one class per image.
     """
-    import ipywidgets as widgets
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        raise ImportError(
+            'top5_explorer needs ipywidgets, which the core install lacks; install the course extras: pip install "tlhelpers[course]".'
+        ) from None
 
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"{len(labels)} labels for {len(images)} images; pass the labels of exactly these images.")

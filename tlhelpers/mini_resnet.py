@@ -52,10 +52,32 @@ class MiniResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Pooled ``layer4`` features, shape ``(B, num_features)``."""
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(self.avgpool(x).flatten(1))
+        return self.avgpool(x).flatten(1)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Class scores of feature vectors (``fc``)."""
+        return self.fc(features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    @property
+    def num_features(self) -> int:
+        """Length of the feature vector (``layer4``'s channels)."""
+        return self.fc.in_features
+
+    def get_classifier(self) -> nn.Linear:
+        """The head, ``fc``."""
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> nn.Linear:
+        """A fresh ``fc`` for ``num_classes`` classes on the same device and dtype; returns it."""
+        self.fc = nn.Linear(self.fc.in_features, num_classes, device=self.fc.weight.device, dtype=self.fc.weight.dtype)
+        return self.fc
 
 
 def mini_resnet(num_classes: int = 1000, **kwargs: object) -> MiniResNet:

@@ -117,8 +117,34 @@ class MiniVGG(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.zeros_(m.bias)
 
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The features the head (``classifier.6``) sees: ``fc7`` after its ReLU and dropout, ``(B, num_features)``."""
+        x = self.avgpool(self.features(x)).flatten(1)
+        for layer in list(self.classifier)[:6]:  # each a submodule: graph nodes keep their names (classifier.4)
+            x = layer(x)
+        return x
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Class scores of feature vectors (``classifier.6``)."""
+        return self.classifier[6](features)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.avgpool(self.features(x)).flatten(1))
+        return self.forward_head(self.forward_features(x))
+
+    @property
+    def num_features(self) -> int:
+        """Length of the feature vector (the width of ``fc7``)."""
+        return self.classifier[6].in_features
+
+    def get_classifier(self) -> nn.Linear:
+        """The head, ``classifier.6``."""
+        return self.classifier[6]
+
+    def reset_classifier(self, num_classes: int) -> nn.Linear:
+        """A fresh ``classifier.6`` for ``num_classes`` classes on the same device and dtype; returns it."""
+        old = self.classifier[6]
+        self.classifier[6] = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+        return self.classifier[6]
 
 
 def mini_vgg(num_classes: int = 1000, **kwargs: object) -> MiniVGG:

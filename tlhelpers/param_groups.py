@@ -21,8 +21,8 @@ from typing import Any
 
 from torch import nn
 
-from tlhelpers.backbones import head_name
 from tlhelpers.freezing import get_stages, stage_names
+from tlhelpers.model_api import head_name
 
 
 def _no_decay(module: nn.Module, param_name: str) -> bool:
@@ -86,7 +86,11 @@ def param_groups(
 def discriminative_groups(
     model: nn.Module, lr: float, backbone_mult: float = 0.1, weight_decay: float = 0.0
 ) -> list[dict[str, Any]]:
-    """The head at ``lr``, everything else at ``lr * backbone_mult``."""
+    """The classification head at ``lr``, everything else at ``lr * backbone_mult``.
+
+    The head is :func:`tlhelpers.model_api.head_name`: ``fc`` of a ResNet, ``head.1`` of a
+    ``DigitNet``, ``classifier.fc`` of a ``DANN`` around a ResNet (not its discriminator).
+    """
     return param_groups(model, lr, {head_name(model): 1.0}, default=backbone_mult, weight_decay=weight_decay)
 
 

@@ -47,7 +47,8 @@ class FeatureLoader:
         labels: one class index per row.
         batch_size: rows per batch (the last batch may be smaller).
         shuffle: draw a new permutation every epoch.
-        seed: seed of the permutation stream, so runs repeat.
+        seed: seed of the permutation stream, so runs repeat; :meth:`state_dict` saves the stream's
+            position, so a resumed run draws the permutations an uninterrupted one would.
 
     Shape:
         features: ``(N, D)``; labels: ``(N,)``.
@@ -66,6 +67,14 @@ class FeatureLoader:
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The permutation stream's position: ``{"generator": its state}``."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Continue the permutation stream from a :meth:`state_dict`."""
+        self.generator.set_state(state["generator"].cpu())
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(self.labels)

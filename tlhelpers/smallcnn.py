@@ -1,8 +1,9 @@
 """A small convolutional network for CPU-sized experiments (the introduction's mini-lab).
 
-It follows the course's backbone interface: ``model.backbone`` maps images to feature vectors,
-``model.head`` maps features to class scores, and :meth:`SmallCNN.replace_head` swaps the head for
-a new task, which is the first step of every fine-tuning recipe.
+It has the course's model interface (:mod:`tlhelpers.model_api`): ``forward_features`` maps images
+to feature vectors (``model.backbone``), ``forward_head`` maps features to class scores
+(``model.head``), and :meth:`SmallCNN.reset_classifier` swaps the head for a new task, which is the
+first step of every fine-tuning recipe.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class SmallCNN(nn.Module):
 
     Example:
         >>> model = SmallCNN(num_classes=10)
-        >>> model.replace_head(5)  # a new task with 5 classes
+        >>> model.reset_classifier(5)  # a new task with 5 classes
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 32) -> None:
@@ -41,12 +42,32 @@ class SmallCNN(nn.Module):
         self.num_features = 4 * width
         self.head = nn.Linear(self.num_features, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Pooled feature vectors, shape ``(B, num_features)``."""
+        return self.backbone(x)
 
-    def replace_head(self, num_classes: int) -> nn.Linear:
-        """Put a freshly initialised linear head for ``num_classes`` classes in place; return it."""
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Class scores of feature vectors, shape ``(B, num_classes)``."""
+        return self.head(features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Linear:
+        """The head."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> nn.Linear:
+        """Put a freshly initialised linear head for ``num_classes`` classes in place; return it.
+
+        Raises:
+            ValueError: if ``num_classes < 2``.
+        """
         if num_classes < 2:
             raise ValueError(f"num_classes={num_classes}: a classifier needs at least 2 classes.")
         self.head = nn.Linear(self.num_features, num_classes).to(self.head.weight.device)
         return self.head
+
+    def replace_head(self, num_classes: int) -> nn.Linear:
+        """The former name of :meth:`reset_classifier` (chapter 0 uses it)."""
+        return self.reset_classifier(num_classes)

@@ -9,12 +9,18 @@ or one folder per class (``my_images/<class name>/*.jpg``), of which a stratifie
 
 The recipe is chapter 1's all-rounder: ImageNet weights, a new head, full fine-tuning with the
 backbone at a tenth of the head's learning rate, warm-up and cosine decay. Images are decoded and
-resized once and cached; a checkpoint is written after every epoch, so rerunning the same command
-after an interruption resumes where it stopped.
+resized once and cached (the cache is keyed on the folder's files, sizes, modification times and
+labels, so editing the folder recomputes it); a checkpoint is written after every epoch, so
+rerunning the same command after an interruption resumes where it stopped, exactly. The checkpoint
+records the run's settings and a fingerprint of the folder: rerunning with another setting (``--lr``,
+``--arch``...) or changed images is refused with a message naming the change, instead of silently
+continuing the old run. Pass ``--restart`` to start over in the same ``--out`` folder, or pick
+another ``--out``.
 
 Usage:
     python finetune_folder.py my_images --arch resnet50 --epochs 5
     python finetune_folder.py my_images --arch mobilenet_v3_large --image-size 160 --out runs/mobilenet
+    python finetune_folder.py my_images --lr 3e-3 --restart    # a new run over runs/finetune's old one
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from tlhelpers.backbones import build_classifier
-from tlhelpers.checkpoint import atomic_save
+from tlhelpers.checkpoint import CheckpointError, atomic_save, fingerprint_dataset
 from tlhelpers.data.tensor_cache import to_tensor_dataset
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
 from tlhelpers.engine import evaluate, fit
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--backbone-mult", type=float, default=0.1, help="backbone LR as a fraction of the head's")
     parser.add_argument("--out", type=Path, default=Path("runs/finetune"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--restart", action="store_true", help="start over, replacing the checkpoint in --out")
     args = parser.parse_args(argv)
 
     seed_everything(args.seed)
@@ -80,16 +87,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_set = train_set.with_transform(image_transforms(preset, train=True))
     val_set = val_set.with_transform(image_transforms(preset, train=False))
     kw = loader_kwargs(device)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size, **kw)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=len(train_set) > args.batch_size,
+                              generator=torch.Generator().manual_seed(args.seed), **kw)
     val_loader = DataLoader(val_set, batch_size=2 * args.batch_size, **kw)
 
     model = built.model
     optimizer = torch.optim.AdamW(discriminative_groups(model, args.lr, args.backbone_mult, weight_decay=0.01))
-    history = fit(
-        model, train_loader, args.epochs, optimizer=optimizer, val_loader=val_loader,
-        scheduler=partial(warmup_cosine, warmup_steps=0.1), device=device,
-        channels_last=device.type == "cuda", checkpoint_path=args.out / "checkpoint.pt",
-    )
+    # The run's identity: every setting that shapes the result (not where the files are) and the
+    # folder's content (relative paths, sizes and labels of its images).
+    config = {k: v for k, v in vars(args).items() if k not in ("data", "out", "restart")}
+    try:
+        history = fit(
+            model, train_loader, args.epochs, optimizer=optimizer, val_loader=val_loader,
+            scheduler=partial(warmup_cosine, warmup_steps=0.1), device=device,
+            channels_last=device.type == "cuda", checkpoint_path=args.out / "checkpoint.pt", resume=not args.restart,
+            config=config, data_fingerprint=fingerprint_dataset(ImageFolder(args.data)),
+        )
+    except CheckpointError as exc:
+        raise SystemExit(f"error: {exc} (here: add --restart, or pass another --out)") from None
     metrics = evaluate(model, val_loader, device=device)
     summary = {
         "arch": args.arch, "pretrained": built.weights_loaded, "val_acc": metrics["acc"], "val_loss": metrics["loss"],

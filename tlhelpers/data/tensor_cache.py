@@ -2,8 +2,9 @@
 
 Decoding JPEGs and resizing them is often the slowest part of an epoch on a small GPU; doing it
 once and keeping ``(N, 3, S, S)`` uint8 tensors makes later epochs and reruns of a notebook cost
-only the model's time. The cache file holds a small key (image size, length, classes); a call
-with another key recomputes, and a truncated or corrupt file is recomputed with a warning.
+only the model's time. The cache file holds a small key (image size, length, classes and, for a
+folder of image files, a fingerprint of its content); a call with another key recomputes, and a
+truncated or corrupt file is recomputed with a warning.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlhelpers.checkpoint import atomic_save
+from tlhelpers.checkpoint import atomic_save, fingerprint_dataset
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
 
 _FORMAT = 1
@@ -41,9 +42,30 @@ def _to_square_rgb(image: Any, image_size: int) -> np.ndarray:
     return np.array(image.crop((left, top, left + image_size, top + image_size)))
 
 
-def _key(image_size: int, length: int, classes: Sequence[str] | None) -> dict[str, Any]:
+def _key(image_size: int, length: int, classes: Sequence[str] | None, content: str | None = None) -> dict[str, Any]:
     names = None if classes is None else [str(c) for c in classes]
-    return {"format": _FORMAT, "image_size": image_size, "len": length, "classes": names}
+    return {"format": _FORMAT, "image_size": image_size, "len": length, "classes": names, "content": content}
+
+
+def content_key(dataset: Any) -> str | None:
+    """The content part of a cache key: a fingerprint of the files behind ``dataset``, when it has them.
+
+    For a dataset with ``samples`` of ``(file path, label)`` (torchvision's ``ImageFolder``) this is
+    :func:`tlhelpers.checkpoint.fingerprint_dataset` with modification times: each file's relative path,
+    size, modification time and label. So adding, removing, editing or moving a file between class
+    folders gives a new key, without decoding a single image. Other datasets have no content key
+    (reading them to hash would cost what the cache saves): pass ``fingerprint=`` for them.
+
+    Args:
+        dataset: the dataset about to be decoded.
+
+    Returns:
+        16 hex digits, or None.
+    """
+    samples = getattr(dataset, "samples", None)
+    if isinstance(samples, Sequence) and all(isinstance(s, (tuple, list)) and len(s) >= 2 for s in samples[:1]):
+        return fingerprint_dataset(dataset, mtimes=True)
+    return None
 
 
 def _read_cache(path: Path, key: dict[str, Any]) -> ImageTensorDataset | None:
@@ -75,12 +97,15 @@ def to_tensor_dataset(
     cache_file: str | Path | None = None,
     progress: bool = True,
     classes: Sequence[str] | None = None,
+    fingerprint: str | None = None,
 ) -> ImageTensorDataset:
     """Decode every item of an image dataset once into uint8 tensors, optionally cached on disk.
 
     Each image is converted to RGB (grey images too), its shorter side resized to ``image_size``
     and the centre square cropped. With ``cache_file`` the tensors are saved atomically and
-    reused on the next call whose image size, length and classes match.
+    reused on the next call whose image size, length, classes and content key match: for an image
+    folder the files' paths, sizes, modification times and labels (:func:`content_key`), so moving
+    a file to another class folder recomputes instead of reusing the old labels.
 
     Args:
         dataset: a map-style dataset yielding ``(PIL image, int label)``, e.g. a torchvision
@@ -89,6 +114,8 @@ def to_tensor_dataset(
         cache_file: where to keep the tensors (a ``.pt`` file), or None for no cache.
         progress: show a tqdm progress bar while decoding.
         classes: class names; default ``dataset.classes``, else ``"0"``, ``"1"``, ...
+        fingerprint: the content key to store and compare; default :func:`content_key` (None for a
+            dataset that is not a folder of files: then only the length and classes are compared).
 
     Returns:
         The images and labels as an ``ImageTensorDataset`` (no transform).
@@ -105,8 +132,10 @@ def to_tensor_dataset(
         classes = getattr(dataset, "classes", None)
     n = len(dataset)
     path = Path(cache_file) if cache_file is not None else None
+    content = None
     if path is not None:
-        cached = _read_cache(path, _key(image_size, n, classes))
+        content = fingerprint if fingerprint is not None else content_key(dataset)
+        cached = _read_cache(path, _key(image_size, n, classes, content))
         if cached is not None:
             return cached
 
@@ -128,6 +157,6 @@ def to_tensor_dataset(
         classes = [str(c) for c in range(int(labels.max()) + 1 if n else 1)]
     result = ImageTensorDataset(images, labels, classes)
     if path is not None:
-        key = _key(image_size, n, result.classes)
+        key = _key(image_size, n, result.classes, content)
         atomic_save({"key": key, "images": images, "labels": labels}, path)
     return result

@@ -1,8 +1,10 @@
 """The networks of the chapter: a small digit CNN, a domain discriminator, and ``DANN`` joining them.
 
 The CNN follows the shape of the DANN paper's digit network (two 5x5 convolutions, then fully
-connected layers) and exposes the course's backbone interface: ``forward_features`` gives the
-feature vector the adaptation losses act on, ``head`` maps it to class scores.
+connected layers) and has the course's model interface (:mod:`tlhelpers.model_api`):
+``forward_features`` gives the feature vector the adaptation losses act on, ``forward_head`` maps it
+to class scores. ``DANN`` wraps any model with that interface: a ``DigitNet``, a ``SmallCNN``, or a
+torchvision classifier from :func:`tlhelpers.backbones.build_classifier` such as ResNet-50.
 
 Example:
     >>> import torch
@@ -16,17 +18,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tlhelpers import model_api
 from tlhelpers.domain.grl import GradientReversal
 
 
 class DigitNet(nn.Module):
-    """A small CNN for digit images: ``backbone`` (conv + fc) gives features, ``head`` gives logits.
+    """A small CNN for digit images: ``backbone`` (conv + fc) gives features, ``head`` (dropout + linear) logits.
 
     Args:
         num_classes: number of classes.
         in_channels: image channels (3 for every pair of the chapter).
         image_size: height and width of the square input.
-        feature_dim: length of the feature vector.
+        feature_dim: length of the feature vector (``num_features``).
         width: channels of the first convolution (the second has 1.5x); the paper's 32.
 
     Shape:
@@ -48,7 +51,7 @@ class DigitNet(nn.Module):
         side = ((image_size - 4) // 2 - 4) // 2
         if side < 1:
             raise ValueError(f"image_size={image_size} is too small for DigitNet; resize images to 28 or 32 pixels.")
-        self.feature_dim = feature_dim
+        self.num_features = feature_dim
         wide = width * 3 // 2
         self.backbone = nn.Sequential(
             nn.Conv2d(in_channels, width, 5),
@@ -66,12 +69,31 @@ class DigitNet(nn.Module):
         )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, num_classes))
 
+    @property
+    def feature_dim(self) -> int:
+        """The former name of ``num_features``."""
+        return self.num_features
+
     def forward_features(self, x: Tensor) -> Tensor:
-        """Feature vectors, shape ``(N, feature_dim)``."""
+        """Feature vectors, shape ``(N, num_features)``."""
         return self.backbone(x)
 
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Class scores of feature vectors, shape ``(N, num_classes)``."""
+        return self.head(features)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Linear:
+        """The head's linear layer, ``head.1``."""
+        return self.head[1]
+
+    def reset_classifier(self, num_classes: int) -> nn.Linear:
+        """A fresh linear layer for ``num_classes`` classes behind the head's dropout; returns it."""
+        old = self.head[1]
+        self.head[1] = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+        return self.head[1]
 
 
 class DomainDiscriminator(nn.Module):
@@ -107,44 +129,57 @@ class DANN(nn.Module):
     training. The discriminator is a submodule, so ``fit``'s default optimizer trains it too.
 
     Args:
-        classifier: a network with ``forward_features`` and ``head`` (e.g. :class:`DigitNet`).
-        discriminator: scores domains from features; a :class:`DomainDiscriminator` by default.
+        classifier: any model of :mod:`tlhelpers.model_api`: a :class:`DigitNet`, a ``SmallCNN``,
+            ``build_classifier("resnet50", 2).model``, ... (its own methods, or its linear head).
+        discriminator: scores domains from features; a :class:`DomainDiscriminator` of the
+            classifier's ``num_features`` by default.
         gamma: steepness of the ``lambda`` ramp used by the training step.
 
     Raises:
-        ValueError: if ``classifier`` lacks ``forward_features`` or ``head``.
+        ValueError: if ``classifier`` has neither ``forward_features``/``forward_head`` nor a linear head.
     """
 
     def __init__(
         self, classifier: nn.Module, discriminator: nn.Module | None = None, gamma: float = 10.0
     ) -> None:
         super().__init__()
-        if not (hasattr(classifier, "forward_features") and hasattr(classifier, "head")):
-            raise ValueError(
-                f"{type(classifier).__name__} has no forward_features/head; wrap it like DigitNet does."
-            )
-        dim = getattr(classifier, "feature_dim", None)
+        model_api.check_interface(classifier)
         if discriminator is None:
-            if dim is None:
-                raise ValueError("cannot size the discriminator; pass discriminator= or set classifier.feature_dim.")
-            discriminator = DomainDiscriminator(dim)
+            discriminator = DomainDiscriminator(model_api.num_features(classifier))
         self.classifier = classifier
         self.discriminator = discriminator
         self.grl = GradientReversal(0.0)
         self.gamma = float(gamma)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The classifier's feature vectors."""
-        return self.classifier.forward_features(x)
+        """The classifier's feature vectors, ``(N, num_features)``."""
+        return model_api.forward_features(self.classifier, x)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """The classifier's class scores of feature vectors."""
+        return model_api.forward_head(self.classifier, features)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(x)
+
+    @property
+    def num_features(self) -> int:
+        """Length of the classifier's feature vector."""
+        return model_api.num_features(self.classifier)
+
+    def get_classifier(self) -> nn.Module:
+        """The classifier's head (not the discriminator)."""
+        return model_api.get_head(self.classifier)
+
+    def reset_classifier(self, num_classes: int) -> nn.Module:
+        """A fresh head of the classifier for ``num_classes`` classes; the discriminator is kept. Returns it."""
+        return model_api.reset_classifier(self.classifier, num_classes)
 
     def domain_logits(self, features: Tensor, lambda_: float) -> Tensor:
         """Domain logits of ``features`` seen through the GRL with strength ``lambda_``.
 
         Shape:
-            ``(N, feature_dim)`` to ``(N,)``.
+            ``(N, num_features)`` to ``(N,)``.
         """
         self.grl.lambda_ = float(lambda_)
         return self.discriminator(self.grl(features))

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from tlhelpers.checkpoint import fingerprint_dataset
 from tlhelpers.domain.dann import DANN, DigitNet
 from tlhelpers.domain.mmd import MultiKernelMMD
 from tlhelpers.domain.paired import PairedLoader, RepeatLoader, UnlabeledDataset
@@ -87,9 +88,16 @@ class RunResult:
 
 def _loader(dataset: Any, batch_size: int, seed: int, device: torch.device | str | None, shuffle: bool) -> DataLoader:
     # Training loaders (shuffled) are read every epoch and keep their workers; test loaders are read once.
+    # The generator's state goes into fit's checkpoints (through PairedLoader/RepeatLoader), so a
+    # resumed run shuffles as the uninterrupted one would rather than restarting from ``seed``.
     gen = torch.Generator().manual_seed(seed)
     kwargs = loader_kwargs(device, persistent=shuffle)
     return DataLoader(dataset, batch_size, shuffle=shuffle, drop_last=shuffle, generator=gen, **kwargs)
+
+
+def _pair_fingerprint(pair: DomainPair) -> str:
+    """One hash of the two training sets (the only data a run reads while training)."""
+    return "-".join(fingerprint_dataset(ds) for ds in (pair.source_train, pair.target_train))
 
 
 def train_method(
@@ -113,7 +121,9 @@ def train_method(
         device: see :func:`tlhelpers.runtime.get_device`.
         progress: show progress bars.
         checkpoint_path: save after every epoch and resume from here (see
-            :func:`tlhelpers.checkpoint.run_checkpoint`), so a disconnect costs at most one epoch.
+            :func:`tlhelpers.checkpoint.run_checkpoint`), so a disconnect costs at most one epoch. The
+            checkpoint records the method, seed, ``config`` and a fingerprint of the training images:
+            resuming another run from it is refused (:class:`tlhelpers.checkpoint.CheckpointError`).
         time_limit: seconds of training wall time; training stops after the first epoch that
             ends past it and ``result.history.stopped_early`` says so (see
             :func:`tlhelpers.engine.fit`). None for no limit.
@@ -162,6 +172,8 @@ def train_method(
         desc=method,
         checkpoint_path=checkpoint_path,
         time_limit=time_limit,
+        config={"method": method, "seed": seed, **asdict(config)},
+        data_fingerprint=_pair_fingerprint(pair) if checkpoint_path is not None else None,
         **kwargs,
     )
     source_acc = evaluate(model, _loader(pair.source_test, 256, 0, device, False), device=device)["acc"]

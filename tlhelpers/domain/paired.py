@@ -18,11 +18,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from tlhelpers.checkpoint import load_loader_state, loader_state
 
 
 class UnlabeledDataset(Dataset):
@@ -66,7 +69,10 @@ class PairedLoader:
     """Zip a labelled source loader with an unlabelled target loader, one batch of each per step.
 
     An epoch is one pass over the source loader; the target loader restarts whenever it runs out,
-    so the two datasets may differ in size.
+    so the two datasets may differ in size. The target stream runs on across epochs, so a resumed
+    run needs its position: :meth:`state_dict` and :meth:`load_state_dict` (used by
+    :func:`tlhelpers.engine.fit`'s checkpoints) save and restore both loaders' random state and how
+    far the target pass has gone, so the pairing continues exactly.
 
     Args:
         source_loader: yields ``(x, y)``.
@@ -86,18 +92,64 @@ class PairedLoader:
         self.source_loader = source_loader
         self.target_loader = target_loader
         self._target_iter: Iterator[Any] | None = None
+        # Where the current target pass began (its loader's and the global random state) and how
+        # many batches it has given: enough to rebuild the pass at the same position.
+        self._target_start: dict[str, Any] | None = None
+        self._target_taken = 0
 
     def __len__(self) -> int:
         return len(self.source_loader)  # type: ignore[arg-type]
 
+    def _start_target_pass(self) -> Iterator[Any]:
+        self._target_start = {"loader": loader_state(self.target_loader), "rng": torch.get_rng_state()}
+        self._target_taken = 0
+        self._target_iter = iter(self.target_loader)
+        return self._target_iter
+
     def _next_target(self) -> Tensor:
-        if self._target_iter is None:
-            self._target_iter = iter(self.target_loader)
+        it = self._target_iter if self._target_iter is not None else self._start_target_pass()
         try:
-            return _images_only(next(self._target_iter))
+            batch = next(it)
         except StopIteration:
-            self._target_iter = iter(self.target_loader)
-            return _images_only(next(self._target_iter))
+            batch = next(self._start_target_pass())
+        self._target_taken += 1
+        return _images_only(batch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Both loaders' random state and the target pass's position (tensors and plain values).
+
+        Returns:
+            ``{"source": ..., "target": ..., "target_start": ..., "target_taken": ...}``.
+        """
+        return {
+            "source": loader_state(self.source_loader),
+            "target": loader_state(self.target_loader),
+            "target_start": self._target_start,
+            "target_taken": self._target_taken,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`: the next target batch is the one the saved loader was at.
+
+        The target pass in progress is replayed from its start (its batches are read again and
+        dropped), with the global RNG set as it was then and put back afterwards.
+
+        Args:
+            state: what :meth:`state_dict` returned, from a PairedLoader built the same way.
+        """
+        load_loader_state(self.source_loader, state["source"])
+        self._target_iter, self._target_start, self._target_taken = None, None, 0
+        start = state["target_start"]
+        if start is not None:
+            rng = torch.get_rng_state()
+            torch.set_rng_state(start["rng"].cpu())
+            load_loader_state(self.target_loader, start["loader"])
+            it = self._start_target_pass()
+            for _ in range(int(state["target_taken"])):
+                next(it)
+            self._target_taken = int(state["target_taken"])
+            torch.set_rng_state(rng)
+        load_loader_state(self.target_loader, state["target"])
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         for batch in self.source_loader:

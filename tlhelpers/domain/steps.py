@@ -23,6 +23,7 @@ from tlhelpers.domain.dann import DANN, domain_accuracy
 from tlhelpers.domain.grl import grl_lambda
 from tlhelpers.domain.mmd import MultiKernelMMD
 from tlhelpers.engine import StepOutput, TrainState
+from tlhelpers.model_api import forward_features, forward_head
 
 
 def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -56,7 +57,7 @@ def dann_step(model: DANN, batch: Any, state: TrainState) -> StepOutput:
     """
     xs, ys, xt = _unpack(batch)
     features = model.forward_features(torch.cat([xs, xt]))
-    logits = model.classifier.head(features[: len(xs)])
+    logits = model.forward_head(features[: len(xs)])
     class_loss = F.cross_entropy(logits, ys)
     lambda_ = grl_lambda(state.progress, model.gamma)
     domain_logits = model.domain_logits(features, lambda_).float()
@@ -92,8 +93,8 @@ class MMDStep:
 
     def __call__(self, model: nn.Module, batch: Any, state: TrainState) -> StepOutput:
         xs, ys, xt = _unpack(batch)
-        features = model.forward_features(torch.cat([xs, xt])).float()
-        logits = model.head(features[: len(xs)])
+        features = forward_features(model, torch.cat([xs, xt])).float()
+        logits = forward_head(model, features[: len(xs)])
         class_loss = F.cross_entropy(logits, ys)
         ramp = 1.0 if self.gamma is None else grl_lambda(state.progress, self.gamma)
         discrepancy = self.mmd(features[: len(xs)], features[len(xs):])

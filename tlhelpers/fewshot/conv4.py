@@ -32,6 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tlhelpers.freezing import count_parameters
+
+__all__ = ["BatchStatNorm2d", "Conv4", "conv_block", "count_parameters", "exact_batchnorm"]
+
 
 class BatchStatNorm2d(nn.Module):
     """BatchNorm that always uses the current batch's statistics; fused, or exact to any order.
@@ -107,7 +111,7 @@ class Conv4(nn.Module):
         image_size: input height and width, to size the head (28 or 84 in the papers).
 
     Shape:
-        input: ``(B, in_channels, image_size, image_size)``; ``forward_features``: ``(B, feature_dim)``;
+        input: ``(B, in_channels, image_size, image_size)``; ``forward_features``: ``(B, num_features)``;
         ``forward``: ``(B, num_classes)``, or the features when there is no head.
 
     Raises:
@@ -127,25 +131,32 @@ class Conv4(nn.Module):
         side = image_size
         for _ in range(4):
             side //= 2
-        self.feature_dim = hidden * side * side
-        self.head = nn.Linear(self.feature_dim, num_classes) if num_classes is not None else nn.Identity()
+        self.num_features = hidden * side * side
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes is not None else nn.Identity()
+
+    @property
+    def feature_dim(self) -> int:
+        """The former name of ``num_features`` (the embedding size)."""
+        return self.num_features
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """Flattened embeddings of ``x``."""
+        """Flattened embeddings of ``x``, shape ``(B, num_features)``."""
         return self.encoder(x).flatten(1)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Class scores of embeddings (the embeddings themselves when there is no head)."""
+        return self.head(features)
 
     def forward(self, x: Tensor) -> Tensor:
         """Class scores from the head, or embeddings when the model has no head."""
-        return self.head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head by a fresh ``Linear(feature_dim, num_classes)`` on the same device."""
+    def get_classifier(self) -> nn.Module:
+        """The head (``nn.Identity`` for an embedding network)."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> nn.Linear:
+        """Replace the head by a fresh ``Linear(num_features, num_classes)`` on the same device; return it."""
         device = next(self.parameters()).device
-        self.head = nn.Linear(self.feature_dim, num_classes).to(device)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
+        self.head = nn.Linear(self.num_features, num_classes).to(device)
+        return self.head

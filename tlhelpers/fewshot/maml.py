@@ -13,7 +13,7 @@ or loops over them; ``meta_gradient_autograd`` is the textbook loop with
 
 Example:
     >>> model = Conv4(num_classes=5)
-    >>> out = maml_step(model, batch, inner_lr=0.4, inner_steps=1)  # fills .grad; then optimizer.step()
+    >>> out = maml_step(model, batch, inner_lr=0.4, inner_steps=1)  # out.grads: the meta-gradient
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from tlhelpers.engine import StepOutput
 from tlhelpers.fewshot.conv4 import exact_batchnorm
 from tlhelpers.fewshot.evaluation import EvalResult, confidence_interval
 from tlhelpers.fewshot.sampler import Episode, EpisodeSampler
@@ -185,8 +186,12 @@ def meta_gradient_autograd(
     return total, sum(losses) / len(losses), sum(accs) / len(accs)
 
 
-def maml_step(model: nn.Module, batch: Episode, **kwargs: Any) -> dict[str, float]:
-    """One meta-training step: write the meta-gradient into each parameter's ``.grad``.
+def maml_step(model: nn.Module, batch: Episode, **kwargs: Any) -> StepOutput:
+    """One meta-training step: the meta-gradient, computed here with ``torch.func``.
+
+    The meta-gradient is not the gradient of a loss the loop could back-propagate, so the step
+    hands it over in ``grads`` and the loop writes it into ``.grad`` (the rule of
+    :class:`tlhelpers.engine.StepOutput`; ``engine.apply_gradients`` by hand).
 
     Args:
         model: the network.
@@ -194,13 +199,11 @@ def maml_step(model: nn.Module, batch: Episode, **kwargs: Any) -> dict[str, floa
         **kwargs: ``inner_lr``, ``inner_steps``, ``first_order``, ``vectorize`` of :func:`meta_gradient`.
 
     Returns:
-        ``{"loss": ..., "acc": ...}``: post-adaptation query loss and accuracy of the meta-batch.
+        The post-adaptation query loss (a detached scalar), ``metrics["train_acc"]`` (its accuracy)
+        and ``grads``, the meta-gradient of every trainable parameter.
     """
     grads, loss, acc = meta_gradient(model, batch, **kwargs)
-    for k, p in model.named_parameters():
-        if k in grads:
-            p.grad = grads[k].detach().clone() if p.grad is None else p.grad + grads[k].detach()
-    return {"loss": loss, "acc": acc}
+    return StepOutput(torch.tensor(loss), metrics={"train_acc": acc}, grads={k: g.detach() for k, g in grads.items()})
 
 
 def adaptation_curve(model: nn.Module, episode: Episode, *, inner_lr: float, max_steps: int) -> Tensor:

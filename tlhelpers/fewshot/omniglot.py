@@ -120,7 +120,7 @@ def _decode(dataset: Any, image_size: int, desc: str, progress: bool) -> tuple[n
 def _cached(cache_file: str | Path | None) -> ImageTensorDataset | None:
     if cache_file is None or not Path(cache_file).exists():
         return None
-    state = safe_load(cache_file)
+    state = safe_load(cache_file, kind="Omniglot cache", fix="delete it and call again to decode the images anew.")
     return ImageTensorDataset(state["images"], state["labels"], state["classes"])
 
 

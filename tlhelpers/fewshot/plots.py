@@ -150,13 +150,13 @@ def plot_meta_history(histories: Mapping[str, History], n_way: int | None = None
     solid, short curves get markers, and with ``n_way`` the accuracy panel has a chance line.
 
     Args:
-        histories: ``{method: History}`` with ``iteration``, ``train_loss``, ``train_acc`` and
+        histories: ``{method: History}`` with ``step``, ``train_loss``, ``train_acc`` and
             optionally ``val_acc`` columns (``training.meta_train``).
         n_way: classes per episode, for the chance line (None: no line).
     """
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.5))
     for label, history in histories.items():
-        its = history["iteration"]
+        its = history["step"]
         ax_loss.plot(its, history["train_loss"], label=f"{label} train", **line_style(label, "train", len(its)))
         ax_acc.plot(its, history["train_acc"], label=f"{label} train", **line_style(label, "train", len(its)))
         if "val_acc" in history.keys:

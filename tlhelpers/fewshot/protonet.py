@@ -8,7 +8,7 @@ never seen.
 
 Example:
     >>> logits = protonet_logits(backbone, episode)   # (N*Q, N)
-    >>> out = protonet_step(backbone, stack_episodes([episode]))  # fills .grad
+    >>> out = protonet_step(backbone, stack_episodes([episode]))  # a StepOutput; the loop back-propagates out.loss
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tlhelpers.engine import StepOutput
 from tlhelpers.fewshot.sampler import Episode
 
 
@@ -58,6 +59,16 @@ def squared_distance_logits(query_emb: Tensor, protos: Tensor) -> Tensor:
     return -sq.clamp_min(0)
 
 
+def embed(backbone: nn.Module, x: Tensor) -> Tensor:
+    """The embedding ProtoNet averages: ``forward_features`` of a classifier (its head is ignored), else ``backbone(x)``.
+
+    So a Conv-4 with or without a head, a ``build_classifier`` ResNet and a plain ``nn.Sequential``
+    embedding network all work.
+    """
+    own = getattr(backbone, "forward_features", None)
+    return own(x) if callable(own) else backbone(x)
+
+
 def protonet_logits(backbone: nn.Module, episode: Episode) -> Tensor:
     """Query logits of one episode; support and query go through the backbone in one batch.
 
@@ -65,32 +76,32 @@ def protonet_logits(backbone: nn.Module, episode: Episode) -> Tensor:
         returns ``(N*Q, N)``.
     """
     n_support = len(episode.support_y)
-    emb = backbone(torch.cat([episode.support_x, episode.query_x]))
+    emb = embed(backbone, torch.cat([episode.support_x, episode.query_x]))
     protos = prototypes(emb[:n_support], episode.support_y, episode.n_way)
     return squared_distance_logits(emb[n_support:], protos)
 
 
-def protonet_step(backbone: nn.Module, batch: Episode) -> dict[str, float]:
-    """One training step on a meta-batch: mean query cross-entropy, back-propagated into ``.grad``.
+def protonet_step(backbone: nn.Module, batch: Episode) -> StepOutput:
+    """One training step on a meta-batch: the mean query cross-entropy over its tasks.
+
+    Follows the loops' rule (:class:`tlhelpers.engine.StepOutput`): the loop back-propagates the loss.
 
     Args:
         backbone: the embedding network.
         batch: stacked episodes (leading task dimension), from ``EpisodeSampler.sample_batch``.
 
     Returns:
-        ``{"loss": ..., "acc": ...}`` averaged over the tasks.
+        The loss, and the query logits and labels of all tasks (for ``train_acc``).
     """
-    total_loss, correct, seen = 0.0, 0, 0
     num_tasks = batch.num_tasks
+    losses, logits, targets = [], [], []
     for t in range(num_tasks):
         task = batch.task(t)
-        logits = protonet_logits(backbone, task)
-        loss = F.cross_entropy(logits, task.query_y) / num_tasks
-        loss.backward()
-        total_loss += loss.item()
-        correct += int((logits.argmax(1) == task.query_y).sum())
-        seen += len(task.query_y)
-    return {"loss": total_loss, "acc": correct / seen}
+        task_logits = protonet_logits(backbone, task)
+        losses.append(F.cross_entropy(task_logits, task.query_y))
+        logits.append(task_logits.detach())
+        targets.append(task.query_y)
+    return StepOutput(torch.stack(losses).mean(), torch.cat(logits), torch.cat(targets))
 
 
 @torch.no_grad()

@@ -5,12 +5,14 @@ task's data, reaching weights ``phi``; the meta-update then moves the shared wei
 fraction ``meta_lr`` of the way toward them: ``theta <- theta + meta_lr * (mean(phi) - theta)``.
 No second derivatives and no ``torch.func`` are needed, only a copy and a normal training loop.
 
-``reptile_step`` writes ``theta - mean(phi)`` into ``.grad``, so an outer ``torch.optim.SGD`` with
+``reptile_step`` returns ``theta - mean(phi)`` as the step's ``grads``; the loop (or
+``engine.apply_gradients``) writes it into ``.grad``, so an outer ``torch.optim.SGD`` with
 ``lr=meta_lr`` performs exactly that update (and a scheduler can anneal ``meta_lr``).
 
 Example:
     >>> optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    >>> reptile_step(model, batch, inner_steps=5, inner_lr=1e-3); optimizer.step()
+    >>> out = reptile_step(model, batch, inner_steps=5, inner_lr=1e-3)
+    >>> optimizer.zero_grad(); apply_gradients(model, out); optimizer.step()
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tlhelpers.engine import StepOutput
 from tlhelpers.fewshot.sampler import Episode
 
 _OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
@@ -80,8 +83,8 @@ def reptile_step(
     inner_steps: int,
     inner_lr: float,
     inner_optimizer: str = "adam",
-) -> dict[str, float]:
-    """One Reptile meta-step: adapt a copy per task and write ``theta - mean(phi)`` into ``.grad``.
+) -> StepOutput:
+    """One Reptile meta-step: adapt a copy per task; the update direction is ``theta - mean(phi)``.
 
     Each task trains on its support and query images together (Reptile has no inner/outer split);
     the returned loss and accuracy are those of the adapted copies on their own task data.
@@ -94,7 +97,9 @@ def reptile_step(
         inner_optimizer: ``"sgd"`` or ``"adam"``.
 
     Returns:
-        ``{"loss": ..., "acc": ...}``: mean post-adaptation loss and accuracy on the task data.
+        ``grads``: ``theta - mean(phi)`` for every trainable parameter (the loop writes it into
+        ``.grad``, the rule of :class:`tlhelpers.engine.StepOutput`), the mean post-adaptation loss
+        on the task data (a detached scalar) and its accuracy in ``metrics["train_acc"]``.
     """
     adapted, losses, accs = [], [], []
     for t in range(batch.num_tasks):
@@ -107,11 +112,12 @@ def reptile_step(
         losses.append(F.cross_entropy(logits, y).item())
         accs.append((logits.argmax(1) == y).float().mean().item())
         adapted.append(learner)
+    grads = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
             target = torch.stack([dict(m.named_parameters())[name].detach() for m in adapted]).mean(0)
-            p.grad = (p.detach() - target).clone()
-    return {"loss": sum(losses) / len(losses), "acc": sum(accs) / len(accs)}
+            grads[name] = p.detach() - target
+    return StepOutput(torch.tensor(sum(losses) / len(losses)), metrics={"train_acc": sum(accs) / len(accs)}, grads=grads)
 
 
 def reptile_predict(

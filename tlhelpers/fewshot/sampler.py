@@ -87,6 +87,9 @@ class EpisodeSampler:
         k_shot: support images per class.
         n_query: query images per class.
         device: where episodes are built; keep the images on the GPU to sample there.
+        seed: seed of the sampler's own random stream (``generator``), which draws every episode
+            not given a ``seed`` or ``generator``; its state is saved and restored with
+            :meth:`state_dict` and :meth:`load_state_dict`, so a resumed run draws the same episodes.
 
     Shape:
         images: ``(M, C, H, W)``; labels: ``(M,)``.
@@ -105,6 +108,7 @@ class EpisodeSampler:
         k_shot: int,
         n_query: int,
         device: torch.device | str | None = None,
+        seed: int = 0,
     ) -> None:
         if labels is None:
             if not hasattr(images, "images") or not hasattr(images, "labels"):
@@ -135,6 +139,20 @@ class EpisodeSampler:
         self._indices = [usable[int(c)] for c in self.class_ids]
         self._equal = len({len(i) for i in self._indices}) == 1
         self._table = torch.stack(self._indices) if self._equal else None
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def manual_seed(self, seed: int) -> EpisodeSampler:
+        """Restart the sampler's own random stream from ``seed``; returns the sampler."""
+        self.generator.manual_seed(seed)
+        return self
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The state of the sampler's random stream, for a checkpoint (``{"generator": uint8 tensor}``)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore the random stream saved by :meth:`state_dict`: the next episodes are those that followed it."""
+        self.generator.set_state(state["generator"])
 
     @property
     def num_classes(self) -> int:
@@ -146,12 +164,13 @@ class EpisodeSampler:
 
         Args:
             seed: a seed for this episode alone (reproducible evaluation episodes).
-            generator: a running generator (training); ignored when ``seed`` is given.
+            generator: a running generator; ignored when ``seed`` is given. With neither, the
+                sampler's own ``generator`` draws the episode.
 
         Returns:
             The episode, with images as float in [0, 1] on the sampler's device.
         """
-        gen = torch.Generator().manual_seed(seed) if seed is not None else generator
+        gen = torch.Generator().manual_seed(seed) if seed is not None else generator if generator is not None else self.generator
         n, need = self.n_way, self.k_shot + self.n_query
         chosen = torch.randperm(self.num_classes, generator=gen)[:n]
         if self._table is not None:  # every class has the same count: one vectorised draw
@@ -174,8 +193,12 @@ class EpisodeSampler:
         )
 
     def sample_batch(self, num_tasks: int, generator: torch.Generator | None = None) -> Episode:
-        """Draw ``num_tasks`` episodes stacked into a meta-batch (leading dimension ``T``)."""
-        return stack_episodes([self.sample(generator=generator) for _ in range(num_tasks)])
+        """Draw ``num_tasks`` episodes stacked into a meta-batch (leading dimension ``T``).
+
+        ``generator`` defaults to the sampler's own stream (see :meth:`sample`).
+        """
+        gen = generator if generator is not None else self.generator
+        return stack_episodes([self.sample(generator=gen) for _ in range(num_tasks)])
 
     def episodes(self, num_episodes: int, seed: int = 0) -> Iterator[Episode]:
         """Yield ``num_episodes`` reproducible episodes: episode ``i`` depends only on ``(seed, i)``."""

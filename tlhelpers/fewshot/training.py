@@ -1,10 +1,12 @@
 """The episodic training loop shared by ProtoNet, MAML and Reptile (``meta_train``).
 
 Chapter 1's ``fit`` walks over a loader epoch by epoch; meta-learning instead draws a fresh
-meta-batch of episodes at every iteration. Each method supplies a ``step_fn(model, batch)`` that
-writes gradients into ``.grad`` (by ``backward`` or by assignment) and returns its loss and
-accuracy; the loop does the rest: optimiser and schedule, progress bar, periodic validation,
-history and an atomic checkpoint to resume from after a Colab disconnect.
+meta-batch of episodes at every iteration. Otherwise the two loops share one contract: each method
+supplies a ``step_fn(model, batch)`` that returns a :class:`tlhelpers.engine.StepOutput` (the loss,
+or gradients it computed itself, see the rule there) and the loop back-propagates, steps the
+optimiser and schedule, keeps frozen BatchNorm layers in eval mode (``engine.train_mode``), shows
+the progress bar, validates periodically, records the same ``step``/``train_loss``/``seconds`` keys
+as ``fit`` and writes an atomic checkpoint to resume from, bit for bit, after a Colab disconnect.
 
 Example:
     >>> history = meta_train(model, protonet_step, train_sampler, num_iterations=2000, lr=1e-3,
@@ -23,12 +25,20 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm.auto import tqdm
 
-from tlhelpers.checkpoint import atomic_save, restore_training
-from tlhelpers.engine import History
+from tlhelpers.checkpoint import atomic_save, load_loader_state, loader_state, restore_training
+from tlhelpers.engine import (
+    History,
+    StepOutput,
+    _rng_state,
+    _set_rng_state,
+    _Tally,
+    apply_gradients,
+    train_mode,
+)
 from tlhelpers.fewshot.sampler import Episode, EpisodeSampler
 from tlhelpers.runtime import get_device
 
-MetaStepFn = Callable[[nn.Module, Episode], dict[str, float]]
+MetaStepFn = Callable[[nn.Module, Episode], StepOutput]
 
 
 def meta_train(
@@ -53,15 +63,21 @@ def meta_train(
 ) -> History:
     """Meta-train ``model`` for ``num_iterations`` meta-batches; return the :class:`History`.
 
+    One iteration is one optimiser step: the loop draws ``meta_batch`` episodes from the sampler's
+    own random stream (restarted from ``seed`` by a fresh run), calls ``step_fn`` and applies its
+    :class:`~tlhelpers.engine.StepOutput` by the rule of ``fit`` (``engine.apply_gradients``). The
+    checkpoint holds the sampler's stream (``checkpoint.loader_state(sampler)``) and the global RNG states, so a
+    resumed run ends with exactly the weights of an uninterrupted one.
+
     With ``time_limit``, the loop checks the time after every iteration and, once the limit has
     passed, writes a last record (and checkpoint) at that iteration and stops: ``stopped_early``
-    of the history is then True, its last ``iteration`` says how far it got and ``planned`` is
+    of the history is then True, its last ``step`` says how far it got and ``planned`` is
     ``num_iterations``. The schedule keeps its plan; with ``checkpoint_path`` a later call continues.
 
     Args:
         model: the network (moved to ``device``).
-        step_fn: fills ``.grad`` for one meta-batch and returns ``{"loss", "acc"}``.
-        sampler: draws training episodes.
+        step_fn: ``(model, meta_batch) -> StepOutput`` for one meta-batch of stacked episodes.
+        sampler: draws training episodes (its random stream is restarted, then advanced).
         num_iterations: meta-batches to train on.
         meta_batch: episodes per meta-batch.
         optimizer: the outer optimiser; Adam with ``lr`` when None.
@@ -70,7 +86,7 @@ def meta_train(
         val_fn: returns a validation accuracy for the current model, called every ``eval_every``.
         eval_every: iterations per history record (and checkpoint).
         device: where to train; None picks one (``runtime.get_device``).
-        seed: seed of the training episodes.
+        seed: seed of the training episodes (``sampler.manual_seed(seed)`` at a fresh start).
         checkpoint_path: save here at every record and resume from it when it exists.
         resume: resume from ``checkpoint_path`` if present.
         progress: show a tqdm bar.
@@ -79,12 +95,15 @@ def meta_train(
             no limit.
 
     Returns:
-        One record per ``eval_every`` iterations: ``iteration``, ``train_loss``, ``train_acc``
-        (averages since the last record), ``val_acc`` (when ``val_fn`` is given), ``time_s``.
+        One record per ``eval_every`` iterations: ``step`` (iterations so far), ``train_loss``,
+        ``train_acc`` and other step metrics (averages since the last record), ``val_acc`` (when
+        ``val_fn`` is given) and ``seconds`` (wall time since the last record), the keys and
+        meanings of ``fit``'s records.
 
     Raises:
         ValueError: if ``num_iterations``, ``meta_batch`` or ``eval_every`` is below 1, or
-            ``time_limit`` is negative.
+            ``time_limit`` is negative. (A sampler with fewer usable classes than ``n_way`` is
+            refused when it is built.)
     """
     for name, value in (("num_iterations", num_iterations), ("meta_batch", meta_batch), ("eval_every", eval_every)):
         if value < 1:
@@ -97,46 +116,45 @@ def meta_train(
     if optimizer is None:
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     sched = scheduler(optimizer, num_iterations) if scheduler is not None else None
-    gen = torch.Generator().manual_seed(seed)
-    history, start, elapsed = History(planned=num_iterations), 0, 0.0
+    sampler.manual_seed(seed)
+    history, start = History(planned=num_iterations), 0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and resume and ckpt.exists():
         state = restore_training(ckpt, model, optimizer, sched, map_location=dev)
-        gen.set_state(state["generator"])
+        load_loader_state(sampler, state["sampler"])
+        _set_rng_state(state["rng"])
         history = History.from_dict(state["history"])
         history.planned = num_iterations
-        start, elapsed = int(state["iteration"]), float(state["time_s"])
+        start = int(state["step"])
 
-    sums = {"loss": 0.0, "acc": 0.0}
-    count = 0
-    t0 = time.perf_counter() - elapsed
+    tally = _Tally()
+    t0 = time.perf_counter()
     bar = tqdm(range(start, num_iterations), desc=desc, initial=start, total=num_iterations, disable=not progress)
     for it in bar:
-        model.train()
-        batch = sampler.sample_batch(meta_batch, generator=gen).to(dev)
-        optimizer.zero_grad(set_to_none=True)
+        train_mode(model)
+        batch = sampler.sample_batch(meta_batch).to(dev)
         out = step_fn(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        apply_gradients(model, out)
         optimizer.step()
         if sched is not None:
             sched.step()
-        sums["loss"] += out["loss"]
-        sums["acc"] += out["acc"]
-        count += 1
+        tally.add(out)
         out_of_time = time_limit is not None and time.perf_counter() - started >= time_limit
         if (it + 1) % eval_every == 0 or it + 1 == num_iterations or out_of_time:
-            record = {"iteration": it + 1, "train_loss": sums["loss"] / count, "train_acc": sums["acc"] / count}
+            record: dict[str, float] = {"step": it + 1, **tally.means(dev)}
             if val_fn is not None:
                 record["val_acc"] = float(val_fn(model))
-            record["time_s"] = time.perf_counter() - t0
+            record["seconds"] = time.perf_counter() - t0
             history.append(record)
             bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k.endswith(("loss", "acc"))})
-            sums, count = {"loss": 0.0, "acc": 0.0}, 0
+            tally, t0 = _Tally(), time.perf_counter()
             if ckpt is not None:
                 atomic_save({
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": sched.state_dict() if sched is not None else None,
-                    "generator": gen.get_state(), "history": history.to_dict(),
-                    "iteration": it + 1, "time_s": record["time_s"],
+                    "sampler": loader_state(sampler), "rng": _rng_state(), "history": history.to_dict(),
+                    "step": it + 1,
                 }, ckpt)
         if out_of_time and it + 1 < num_iterations:
             history.stopped_early = True
