@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Jupyter refuses to run as root unless told; containers and some CI machines run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint unit notebooks notebooks-full results api clean-venv
+.PHONY: lab test lint typecheck unit notebooks notebooks-full compat results api clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# The package's types (mypy, configured in pyproject.toml's [tool.mypy]).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 # pytest exits 5 when it collects nothing (e.g. every test deselected): report it, don't fail on it.
 PYTEST := TLH_REDUCED=1 $(BIN)/python -m pytest -q -p no:cacheprovider
@@ -44,6 +48,13 @@ notebooks: $(STAMP)
 # TLH_SMOKE=1 shrinks only the counts. See tools/full_mode_smoke.py.
 notebooks-full: $(STAMP)
 	TQDM_MININTERVAL=10 $(BIN)/python tools/full_mode_smoke.py
+
+# The oldest versions pyproject.toml promises (Python 3.10, torch 2.2.2, torchvision 0.17.2, numpy 1.x):
+# unit tests and notebooks (reduced) in a virtual environment outside the repository, built on first
+# use (downloads torch: about 3 GB with its CUDA libraries). Slow; not part of `make test`.
+# Settings: COMPAT_PYTHON, COMPAT_VENV, COMPAT_PIP_ARGS, COMPAT_PINS (see tools/compat.sh).
+compat:
+	bash tools/compat.sh
 
 # Every benchmark in MODE (reduced|full), then the README's results table from their JSON.
 MODE ?= reduced

@@ -4,7 +4,7 @@
 - A notebook cell fails when it shows an image twice, or shows again an image an earlier cell of the
   same notebook already showed: the classic inline-backend mistake of returning (or displaying) a
   figure that is still open, so Jupyter shows it once more when the cell ends. Plot helpers close
-  their figures (``tlhelpers.style.finish``) and notebooks show each figure once.
+  their figures (``tlhelpers.core.style.finish``) and notebooks show each figure once.
 """
 
 import hashlib
@@ -53,7 +53,7 @@ def pytest_runtest_makereport(item, call):
     if problems:
         report.outcome = "failed"
         report.longrepr = "\n".join(problems) + (
-            "\nShow each figure once: plot helpers end with tlhelpers.style.finish(fig) (it closes the figure), and a"
+            "\nShow each figure once: plot helpers end with tlhelpers.core.style.finish(fig) (it closes the figure), and a"
             " cell either ends with the figure or calls display(fig), not both."
         )
 

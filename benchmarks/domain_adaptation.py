@@ -40,16 +40,16 @@ from datetime import datetime, timezone
 import torch
 from harness import Budget, add_run_arguments, output_path, run_or_skip
 
-from tlhelpers.domain.alignment import measure_alignment
-from tlhelpers.domain.experiment import METHODS, DAConfig, train_method
-from tlhelpers.domain.pairs import (
+from tlhelpers.core.runtime import count, get_device
+from tlhelpers.course.domain_experiment import METHODS, DAConfig, train_method
+from tlhelpers.course.domain_pairs import (
     DESCRIPTIONS,
     FULL_DOMAINS,
     PAPER_TARGET_ACC,
     REDUCED_DOMAINS,
     load_pair,
 )
-from tlhelpers.runtime import count, get_device
+from tlhelpers.domain.alignment import measure_alignment
 
 # Budgets: reduced = CPU in about half a minute per seed; full = the paper-sized digit runs on a GPU.
 # Reduced mode's MMD weight was tuned on seeds 0-2 (see the chapter's notebook); full mode keeps DAN's 1.

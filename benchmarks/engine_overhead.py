@@ -1,4 +1,4 @@
-"""Overhead of ``tlhelpers.engine.fit`` against a bare PyTorch loop on the same model and data.
+"""Overhead of ``tlhelpers.training.engine.fit`` against a bare PyTorch loop on the same model and data.
 
 Both loops train the same small CNN on the same in-memory batches with AdamW; runs alternate
 (bare, engine, bare, engine, ...) so machine noise hits both alike. The reported overhead is the
@@ -30,8 +30,8 @@ from harness import Budget, add_run_arguments, output_path, run_or_skip
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tlhelpers.engine import fit
-from tlhelpers.runtime import count, get_device, is_reduced, mode_name, seed_everything
+from tlhelpers.core.runtime import count, get_device, is_reduced, mode_name, seed_everything
+from tlhelpers.training.engine import fit
 
 
 def make_model() -> nn.Module:

@@ -7,8 +7,8 @@ epochs of the same linear head on the same features, with validation after every
    (frozen, eval mode, under ``torch.no_grad``), its output flattened (the article's 512x7x7 input at
    224 px), a plain training loop that runs the extractor on every training batch of every epoch,
    and an ``evaluate_classifier`` step that runs it again on every validation batch of every epoch.
-2. *cached, cold*: :func:`tlhelpers.features.extract_features` once over train and validation into an
-   empty cache (same layer ``pool5``, flattened), then :func:`tlhelpers.probe.train_linear_probe`.
+2. *cached, cold*: :func:`tlhelpers.transfer.features.extract_features` once over train and validation into an
+   empty cache (same layer ``pool5``, flattened), then :func:`tlhelpers.transfer.probe.train_linear_probe`.
 3. *cached, warm*: the same with the cache already on disk (a rerun, another head or learning rate).
 
 Why the cold ratio stays below 10x for 10 epochs: let E be one extraction pass (train + validation)
@@ -23,10 +23,10 @@ pipeline is charged for one-time start-up costs.
 
 It also trains linear probes (ours and scikit-learn's) on VGG16 ``conv4_3``/``conv5_3``/``fc7``,
 ResNet-50 ``avgpool`` and, in reduced mode, the proxy-pretrained and random ``mini_resnet``
-(see :mod:`tlhelpers.proxy_pretraining`), with accuracy, dimension and extraction time.
+(see :mod:`tlhelpers.course.proxy_pretraining`), with accuracy, dimension and extraction time.
 
 In reduced mode, ``transfer`` holds chapter 2's stand-in for VGG16, ``mini_vgg``
-(:mod:`tlhelpers.mini_vgg`), proxy-pretrained on shapes 10-19 and at random init, probed at
+(:mod:`tlhelpers.models.mini_vgg`), proxy-pretrained on shapes 10-19 and at random init, probed at
 ``conv3_3`` ... ``fc7`` on the near and the far target (``load_finetune_data(target=...)``), for
 ``--seeds`` seeds (each seed draws its own pretraining, data, random init and probe), with the
 notebook's sizes: per-seed rows, and mean and std per (target, weights, layer).
@@ -58,15 +58,7 @@ from harness import Budget, add_run_arguments, output_path, run_or_skip
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tlhelpers.backbones import build_classifier, load_backbone_state
-from tlhelpers.engine import History
-from tlhelpers.features import extract_features
-from tlhelpers.finetune_data import load_finetune_data
-from tlhelpers.preprocessing import image_transforms, plain_preset, stored_size, weights_preset
-from tlhelpers.probe import make_head, sklearn_probe, train_linear_probe
-from tlhelpers.proxy_pretraining import proxy_pretrained_state, source_accuracy
-from tlhelpers.retrieval import precision_at_k
-from tlhelpers.runtime import (
+from tlhelpers.core.runtime import (
     count,
     get_device,
     is_reduced,
@@ -74,6 +66,14 @@ from tlhelpers.runtime import (
     mode_name,
     seed_everything,
 )
+from tlhelpers.course.finetune_data import load_finetune_data
+from tlhelpers.course.proxy_pretraining import proxy_pretrained_state, source_accuracy
+from tlhelpers.data.preprocessing import image_transforms, plain_preset, stored_size, weights_preset
+from tlhelpers.models.backbones import build_classifier, load_backbone_state
+from tlhelpers.training.engine import History
+from tlhelpers.transfer.features import extract_features
+from tlhelpers.transfer.probe import make_head, sklearn_probe, train_linear_probe
+from tlhelpers.transfer.retrieval import precision_at_k
 
 #: Chapter 1's proxy pretraining (its notebook and benchmark use it), so the cached weights are shared.
 PROXY_PRETRAIN = {"n_per_class": 500, "num_epochs": 10, "lr": 3e-3}

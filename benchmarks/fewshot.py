@@ -49,16 +49,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fewshot_speed import cpu_name  # noqa: E402
 from harness import Budget, add_run_arguments, output_path, run_or_skip  # noqa: E402
 
+from tlhelpers.core.runtime import count, get_device, seed_everything  # noqa: E402
+from tlhelpers.data.omniglot import load_character_folder, load_omniglot, omniglot_protocol  # noqa: E402
 from tlhelpers.fewshot.baseline import linear_probe_predict, pixel_predict  # noqa: E402
-from tlhelpers.fewshot.conv4 import Conv4  # noqa: E402
 from tlhelpers.fewshot.evaluation import episode_fingerprint, evaluate_episodes  # noqa: E402
 from tlhelpers.fewshot.maml import maml_predict, maml_step, meta_gradient, meta_gradient_autograd  # noqa: E402
-from tlhelpers.fewshot.omniglot import load_character_folder, load_omniglot, omniglot_protocol  # noqa: E402
 from tlhelpers.fewshot.protonet import protonet_predict, protonet_step  # noqa: E402
 from tlhelpers.fewshot.reptile import reptile_predict, reptile_step  # noqa: E402
 from tlhelpers.fewshot.sampler import EpisodeSampler  # noqa: E402
 from tlhelpers.fewshot.training import meta_train  # noqa: E402
-from tlhelpers.runtime import count, get_device, seed_everything  # noqa: E402
+from tlhelpers.models.conv4 import Conv4  # noqa: E402
 
 METHODS = ("protonet", "maml", "fomaml", "reptile", "linear")
 
@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_data(args: argparse.Namespace):
     """``(characters, data description, (train, test))`` of the run."""
     if args.reduced:
-        from tlhelpers.fewshot.omniglot import load_omniglot_small
+        from tlhelpers.data.omniglot import load_omniglot_small
 
         characters = load_omniglot_small(image_size=28, progress=False)
         name = f"omniglot-small1, offline, {args.train_characters} train / {characters.num_classes - args.train_characters} test chars"
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:  # linear: plain classifier on all training classes, then a logistic-regression head per episode
         from torch.utils.data import DataLoader
 
-        from tlhelpers.engine import fit
+        from tlhelpers.training.engine import fit
 
         model = Conv4(in_channels=1, hidden=args.hidden, num_classes=train_set.num_classes)
         history = fit(model, DataLoader(train_set, batch_size=64, shuffle=True), num_epochs=args.epochs, lr=args.lr,

@@ -5,7 +5,7 @@ One training step is a ProtoNet step (forward, query cross-entropy, backward, Ad
 exact plain-op batch norm once made our step about 2x slower. Three models with the same weights
 are timed in turn, repeat after repeat, and the medians compared:
 
-- ``ours``: ``tlhelpers.fewshot.conv4.Conv4`` as ProtoNet, the baselines, FOMAML, Reptile and
+- ``ours``: ``tlhelpers.models.conv4.Conv4`` as ProtoNet, the baselines, FOMAML, Reptile and
   evaluation run it (fused batch norm, batch statistics only);
 - ``ours_exact``: the same model inside ``exact_batchnorm`` (what second-order MAML under ``vmap``
   runs), for reference;
@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import add_run_arguments, output_path  # noqa: E402
 
-from tlhelpers.engine import apply_gradients  # noqa: E402
-from tlhelpers.fewshot.conv4 import Conv4, exact_batchnorm  # noqa: E402
+from tlhelpers.core.runtime import count, get_device  # noqa: E402
 from tlhelpers.fewshot.protonet import protonet_step  # noqa: E402
 from tlhelpers.fewshot.sampler import EpisodeSampler  # noqa: E402
-from tlhelpers.runtime import count, get_device  # noqa: E402
+from tlhelpers.models.conv4 import Conv4, exact_batchnorm  # noqa: E402
+from tlhelpers.training.engine import apply_gradients  # noqa: E402
 
 
 def reference_conv4(hidden: int) -> nn.Module:

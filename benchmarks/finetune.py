@@ -37,11 +37,11 @@ import torchvision
 from harness import Budget, add_run_arguments, output_path, run_or_skip
 from torch.utils.data import DataLoader
 
-from tlhelpers.finetune import STRATEGIES, results_table, run_strategy
-from tlhelpers.finetune_data import load_finetune_data
-from tlhelpers.preprocessing import image_transforms, stored_size, weights_preset
-from tlhelpers.proxy_pretraining import proxy_pretrained_state, source_accuracy
-from tlhelpers.runtime import count, get_device, loader_kwargs, seed_everything
+from tlhelpers.core.runtime import count, get_device, loader_kwargs, seed_everything
+from tlhelpers.course.finetune_data import load_finetune_data
+from tlhelpers.course.proxy_pretraining import proxy_pretrained_state, source_accuracy
+from tlhelpers.data.preprocessing import image_transforms, stored_size, weights_preset
+from tlhelpers.transfer.finetuning import STRATEGIES, results_table, run_strategy
 
 
 def full_config() -> dict:

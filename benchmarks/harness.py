@@ -6,7 +6,7 @@
   prints one line ``skipped: <reason>`` and exits with :data:`SKIPPED`; the runner reports it as
   skipped, not failed, keeps its previous JSON and runs the others.
 - **Threads**: :func:`run_or_skip` first sets torch's CPU threads with
-  ``tlhelpers.runtime.configure_threads()``, as every notebook does through ``describe()``, so a
+  ``tlhelpers.core.runtime.configure_threads()``, as every notebook does through ``describe()``, so a
   benchmark trains with the threads a student gets (``OMP_NUM_THREADS`` or ``TLH_THREADS`` still
   win; a benchmark that times a fixed thread count sets its own after this).
 - **Budgets**: :class:`Budget` splits ``--max-minutes`` among a benchmark's training runs; each run
@@ -28,10 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tlhelpers.backbones import WeightsUnavailableError
+from tlhelpers.core.runtime import configure_threads
 from tlhelpers.data.torchvision_sets import DatasetUnavailableError
-from tlhelpers.engine import History
-from tlhelpers.runtime import configure_threads
+from tlhelpers.models.backbones import WeightsUnavailableError
+from tlhelpers.training.engine import History
 
 #: Exit status of a benchmark that skipped itself because its files are missing.
 SKIPPED = 3

@@ -5,13 +5,13 @@ of one OpenMP thread per CPU is slow: when another process holds a CPU, one of t
 losing it, and every operation waits for it at the barrier. This benchmark times two training
 loops on an idle machine and next to one busy process, under several thread policies:
 
-- cases: ``minimal`` is 40 Conv-4 steps (``tlhelpers.fewshot.conv4.Conv4`` with a 20-way head,
+- cases: ``minimal`` is 40 Conv-4 steps (``tlhelpers.models.conv4.Conv4`` with a 20-way head,
   one image per class, a batch of 20 images of 1x28x28, Adam); ``chapter1`` is 40 steps of chapter 1's
   ``mini_resnet`` (10 classes, a batch of 32 images of 3x32x32, AdamW).
 - busy processes: ``python``, a pure-Python loop; ``torch``, a second PyTorch process training a
   Conv-4 under the same policy (a second notebook of the course).
 - policies: ``torch`` (PyTorch's defaults, the BEFORE), ``auto``
-  (``tlhelpers.runtime.configure_threads()``, what the notebooks now use: the AFTER), ``one``
+  (``tlhelpers.core.runtime.configure_threads()``, what the notebooks now use: the AFTER), ``one``
   (1 thread), ``quota`` (a thread per CPU of the real quota, ``runtime.cpu_quota``), ``passive``
   (``OMP_WAIT_POLICY=PASSIVE``, set before torch loads) and ``spin0`` (``GOMP_SPINCOUNT=0``).
 
@@ -74,7 +74,7 @@ _PY_LOOP = "while True:\n    pass\n"
 
 
 def _apply(threads: str) -> int:
-    from tlhelpers.runtime import configure_threads, cpu_quota
+    from tlhelpers.core.runtime import configure_threads, cpu_quota
 
     if threads == "quota":
         return configure_threads(cpu_quota())
@@ -87,13 +87,13 @@ def _case(name: str):  # noqa: ANN202 (returns a closure that trains one timed b
 
     torch.manual_seed(0)
     if name == "minimal":
-        from tlhelpers.fewshot.conv4 import Conv4
+        from tlhelpers.models.conv4 import Conv4
 
         model = Conv4(in_channels=1, num_classes=20)
         x, y = torch.randn(20, 1, 28, 28), torch.arange(20)
         opt, steps = torch.optim.Adam(model.parameters(), lr=1e-3), 40
     else:
-        from tlhelpers.backbones import build_classifier
+        from tlhelpers.models.backbones import build_classifier
 
         model = build_classifier("mini_resnet", 10, weights=None, progress=False, reduced=True).model
         x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
@@ -236,7 +236,7 @@ def main() -> None:
     add_run_arguments(parser)
     args = parser.parse_args()
     args.policies = ["torch", "auto", *(p for p in dict.fromkeys(args.policies) if p not in ("torch", "auto"))]
-    from tlhelpers.runtime import count, cpu_quota, is_reduced, mode_name
+    from tlhelpers.core.runtime import count, cpu_quota, is_reduced, mode_name
 
     if args.nice:
         try:

@@ -4,7 +4,7 @@ Reduced mode only (``--reduced``): on chapter 1's reduced data (shapes classes 0
 proxy-pretrained on classes 10-19, 32 px, CPU) and both targets (``near``, ``far``), it crosses
 k = 1, 5, 20 and all 100 labelled training images per class with five methods (from scratch,
 linear probe on frozen features, head + last stage, full fine-tuning with discriminative LR,
-nearest prototype by cosine similarity on frozen features; see :mod:`tlhelpers.strategy_map`) over
+nearest prototype by cosine similarity on frozen features; see :mod:`tlhelpers.course.strategy_map`) over
 the seeds of ``--seeds`` (0 1 2). Fine-tuning runs train for a fixed number of steps
 (``max(100, 8 epochs)``, recorded per k in the config), and the final model is tested: nothing is
 selected by test accuracy. The test set is the same 100 images per class for every k.
@@ -37,8 +37,8 @@ import torch
 import torchvision
 from harness import SKIPPED, Budget, add_run_arguments, output_path, run_or_skip
 
-from tlhelpers.runtime import get_device, seed_everything
-from tlhelpers.strategy_map import (
+from tlhelpers.core.runtime import get_device, seed_everything
+from tlhelpers.course.strategy_map import (
     METHOD_NAMES,
     METHODS,
     MapConfig,

@@ -1,4 +1,4 @@
-"""Tests for tlhelpers.backbones: building by name, head replacement, features, offline weights."""
+"""Tests for tlhelpers.models.backbones: building by name, head replacement, features, offline weights."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 import torchvision
 from torch import nn
 
-from tlhelpers import backbones
-from tlhelpers.backbones import (
+from tlhelpers.models import backbones
+from tlhelpers.models.backbones import (
     WeightsUnavailableError,
     build_classifier,
     cached_weights_path,
@@ -156,7 +156,7 @@ def test_replace_head_rejects_one_class():
 def test_googlenet_with_pretrained_aux_heads_fine_tunes_with_fit(torch_home):
     from torch.utils.data import DataLoader
 
-    from tlhelpers.engine import fit
+    from tlhelpers.training.engine import fit
 
     torch.manual_seed(0)
     # a "pretrained" file as torchvision ships it: 1000 classes and the two auxiliary heads' weights

@@ -57,7 +57,7 @@ def test_sizes_are_recorded_only_for_files_of_the_catalog():
 
 
 def test_weights_files_are_what_build_classifier_loads():
-    from tlhelpers.backbones import cached_weights_path, resolve_weights
+    from tlhelpers.models.backbones import cached_weights_path, resolve_weights
 
     for arch in dict.fromkeys(a for ch in CHAPTERS.values() for a in ch.archs):
         w = weights_file(arch)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tlhelpers.checkpoint import CheckpointError, atomic_save, safe_load
+from tlhelpers.core.checkpoint import CheckpointError, atomic_save, safe_load
 
 
 def test_roundtrip(tmp_path):
@@ -57,7 +57,7 @@ def test_missing_file(tmp_path):
 
 
 def test_run_checkpoint_is_unique_per_config(tmp_path, monkeypatch):
-    from tlhelpers.checkpoint import run_checkpoint
+    from tlhelpers.core.checkpoint import run_checkpoint
 
     monkeypatch.setenv("TLH_DATA", str(tmp_path))
     monkeypatch.setenv("TLH_REDUCED", "0")
@@ -83,7 +83,7 @@ def _folder(root, layout):
 def test_fingerprint_of_an_image_folder_follows_files_and_labels_not_location(tmp_path):
     from torchvision.datasets import ImageFolder
 
-    from tlhelpers.checkpoint import fingerprint_dataset
+    from tlhelpers.core.checkpoint import fingerprint_dataset
 
     layout = {"cat/a.png": 10, "cat/b.png": 20, "dog/c.png": 30, "dog/d.png": 40}
     _folder(tmp_path / "one", layout)
@@ -109,7 +109,7 @@ def test_fingerprint_of_an_image_folder_follows_files_and_labels_not_location(tm
 def test_fingerprint_of_tensors_follows_every_value():
     from torch.utils.data import Subset, TensorDataset
 
-    from tlhelpers.checkpoint import fingerprint_dataset
+    from tlhelpers.core.checkpoint import fingerprint_dataset
     from tlhelpers.data.tensor_dataset import ImageTensorDataset
 
     images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
@@ -136,7 +136,7 @@ def test_fingerprint_of_tensors_follows_every_value():
 def test_loader_state_restores_a_dataloaders_generators():
     from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-    from tlhelpers.checkpoint import load_loader_state, loader_state
+    from tlhelpers.core.checkpoint import load_loader_state, loader_state
 
     ds = TensorDataset(torch.arange(20))
     sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(1))
@@ -164,7 +164,7 @@ def test_run_identity_ignores_the_implementation_flags_torch_versions_add():
     """A torch upgrade (new optimizer flags such as decoupled_weight_decay) must not orphan a checkpoint."""
     import torch
 
-    from tlhelpers.checkpoint import identity_changes, run_identity
+    from tlhelpers.core.checkpoint import identity_changes, run_identity
 
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from tlhelpers.data.digits import (
+from tlhelpers.course.digits import (
     blend_with_photos,
     font_files,
     make_font_digits,

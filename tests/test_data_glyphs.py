@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tlhelpers.data.glyphs import make_glyphs
+from tlhelpers.course.glyphs import make_glyphs
 
 
 def test_glyphs_format_names_and_polarity():

@@ -10,10 +10,10 @@ import pytest
 import torch
 from fakes import write_mnist, write_mnistm
 
+from tlhelpers.course.domain_pairs import load_domain
 from tlhelpers.data import mnistm
 from tlhelpers.data.mnistm import MNISTM, load_mnistm
 from tlhelpers.data.torchvision_sets import DatasetUnavailableError, dataset_folder, load_dataset
-from tlhelpers.domain.pairs import load_domain
 
 
 @pytest.fixture

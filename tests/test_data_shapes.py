@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tlhelpers.data.shapes import CLASS_NAMES, class_name, make_shapes
+from tlhelpers.course.shapes import CLASS_NAMES, class_name, make_shapes
 
 
 def test_shapes_dtype_shape_and_names():

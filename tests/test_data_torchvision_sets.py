@@ -18,7 +18,6 @@ from fakes import (
 )
 from PIL import Image
 
-from tlhelpers.backbones import build_classifier
 from tlhelpers.data.torchvision_sets import (
     DATASETS,
     SPLITS,
@@ -26,6 +25,7 @@ from tlhelpers.data.torchvision_sets import (
     load_dataset,
     omniglot_folder,
 )
+from tlhelpers.models.backbones import build_classifier
 
 
 @pytest.fixture(scope="module")

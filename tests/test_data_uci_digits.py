@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tlhelpers.data.uci_digits import (
+from tlhelpers.course.uci_digits import (
     TEST_FRACTION,
     load_uci_digits,
     make_uci_digits,

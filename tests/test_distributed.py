@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tlhelpers.engine import History, distributed_loader, fit
+from tlhelpers.training.engine import History, distributed_loader, fit
 
 WORLD, BATCH, EPOCHS = 2, 8, 2
 

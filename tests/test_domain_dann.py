@@ -12,7 +12,7 @@ from tlhelpers.domain.grl import grl_lambda
 from tlhelpers.domain.mmd import MultiKernelMMD
 from tlhelpers.domain.paired import PairedLoader, UnlabeledDataset
 from tlhelpers.domain.steps import MMDStep, dann_step, source_only_step
-from tlhelpers.engine import TrainState, fit
+from tlhelpers.training.engine import TrainState, fit
 
 
 def make_set(n, seed, shift=0.0):
@@ -168,7 +168,7 @@ def _image_folder(root, shift, seed):
 
 
 def test_dann_and_mmd_wrap_a_resnet50_from_build_classifier(tmp_path):
-    from tlhelpers.backbones import build_classifier
+    from tlhelpers.models.backbones import build_classifier
 
     source, target = _image_folder(tmp_path / "source", 0, 0), _image_folder(tmp_path / "target", 80, 1)
     loader = PairedLoader(DataLoader(source, 4, shuffle=True), DataLoader(target, 4, shuffle=True))

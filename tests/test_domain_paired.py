@@ -6,9 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from tlhelpers.core.runtime import seed_everything
 from tlhelpers.domain.paired import PairedLoader, UnlabeledDataset
-from tlhelpers.engine import StepOutput, fit
-from tlhelpers.runtime import seed_everything
+from tlhelpers.training.engine import StepOutput, fit
 
 
 def _sets():
@@ -74,10 +74,10 @@ def test_interrupted_domain_adaptation_run_resumes_bit_for_bit(tmp_path):
 
 def test_interrupted_train_method_resumes_bit_for_bit(tmp_path, monkeypatch):
     """domain.experiment's seeded loaders (source, target, through PairedLoader) continue after a resume."""
-    import tlhelpers.domain.experiment as experiment
-    from tlhelpers.checkpoint import CheckpointError
+    import tlhelpers.course.domain_experiment as experiment
+    from tlhelpers.core.checkpoint import CheckpointError
+    from tlhelpers.course.domain_pairs import DomainPair
     from tlhelpers.data.tensor_dataset import ImageTensorDataset
-    from tlhelpers.domain.pairs import DomainPair
 
     g = torch.Generator().manual_seed(0)
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tlhelpers.course import domain_pairs as pairs
+from tlhelpers.course.domain_pairs import check_compatible, load_domain, load_pair, match_format
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
-from tlhelpers.domain import pairs
-from tlhelpers.domain.pairs import check_compatible, load_domain, load_pair, match_format
 
 
 def test_unknown_domain_lists_valid_names():

@@ -5,9 +5,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from tlhelpers.core.style import method_colour
 from tlhelpers.domain.visual import plot_domain_embedding, plot_sample_grid, plot_training_signals
-from tlhelpers.engine import History
-from tlhelpers.style import method_colour
+from tlhelpers.training.engine import History
 
 matplotlib.use("Agg")
 

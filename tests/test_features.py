@@ -7,9 +7,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-import tlhelpers.features as features_mod
+import tlhelpers.transfer.features as features_mod
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
-from tlhelpers.features import LayerNotFoundError, extract_features, valid_layers, vgg_aliases
+from tlhelpers.transfer.features import (
+    LayerNotFoundError,
+    extract_features,
+    valid_layers,
+    vgg_aliases,
+)
 
 
 def tiny_model(seed: int = 0) -> nn.Module:
@@ -202,7 +207,7 @@ def test_resnet50_avgpool_is_the_pooled_last_stage():
 
 
 def test_mini_resnet_stage_aliases_are_the_stage_outputs():
-    from tlhelpers.mini_resnet import mini_resnet
+    from tlhelpers.models.mini_resnet import mini_resnet
 
     x, batches = two_images()
     torch.manual_seed(0)

@@ -4,8 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tlhelpers.engine import apply_gradients
-from tlhelpers.fewshot.conv4 import Conv4
 from tlhelpers.fewshot.maml import (
     adapt,
     adaptation_curve,
@@ -16,6 +14,8 @@ from tlhelpers.fewshot.maml import (
     meta_gradient_autograd,
 )
 from tlhelpers.fewshot.sampler import EpisodeSampler, stack_episodes
+from tlhelpers.models.conv4 import Conv4
+from tlhelpers.training.engine import apply_gradients
 
 INNER_LR = 0.3
 
@@ -86,7 +86,7 @@ def test_plain_autograd_loop_agrees(first_order: bool) -> None:
 
 
 def test_meta_gradient_leaves_batchnorm_fused() -> None:
-    from tlhelpers.fewshot.conv4 import BatchStatNorm2d
+    from tlhelpers.models.conv4 import BatchStatNorm2d
 
     model, batch = _setup()
     meta_gradient(model, batch, inner_lr=INNER_LR, inner_steps=1)

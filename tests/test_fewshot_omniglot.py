@@ -7,13 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tlhelpers.data.tensor_dataset import ImageTensorDataset
-from tlhelpers.fewshot.omniglot import (
+from tlhelpers.data.omniglot import (
     load_character_folder,
     omniglot_protocol,
     rotate_classes,
     split_classes,
 )
+from tlhelpers.data.tensor_dataset import ImageTensorDataset
 
 
 def _tiny(n_classes: int = 6, per_class: int = 3) -> ImageTensorDataset:
@@ -63,7 +63,7 @@ def test_packaged_subset_is_declared_licensed_and_loaded_offline(tmp_path: Path)
     import re
     import zipfile
 
-    from tlhelpers.fewshot.omniglot import SMALL_CHARACTERS, load_omniglot_small, small_archive
+    from tlhelpers.data.omniglot import SMALL_CHARACTERS, load_omniglot_small, small_archive
 
     archive = small_archive()
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()  # tomllib needs 3.11
@@ -97,7 +97,7 @@ def test_held_out_characters_stay_out_with_all_their_rotations() -> None:
 
 
 def test_corrupt_cache_says_how_to_rebuild_it(tmp_path: Path) -> None:
-    from tlhelpers.checkpoint import CheckpointError
+    from tlhelpers.core.checkpoint import CheckpointError
 
     cache = tmp_path / "omniglot.pt"
     cache.write_bytes(b"\x00" * 64)  # a half-written download or copy

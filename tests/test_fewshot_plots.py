@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
-from tlhelpers.engine import History  # noqa: E402
+from tlhelpers.core.style import method_colour  # noqa: E402
 from tlhelpers.fewshot.evaluation import EvalResult  # noqa: E402
 from tlhelpers.fewshot.plots import (  # noqa: E402
     plot_accuracy_curves,
@@ -19,7 +19,7 @@ from tlhelpers.fewshot.plots import (  # noqa: E402
     plot_prototype_projection,
 )
 from tlhelpers.fewshot.sampler import Episode  # noqa: E402
-from tlhelpers.style import method_colour  # noqa: E402
+from tlhelpers.training.engine import History  # noqa: E402
 
 CURVES = {
     "ProtoNet": [EvalResult(0.8, 0.02, 20), EvalResult(0.9, 0.02, 20), EvalResult(0.95, 0.01, 20)],

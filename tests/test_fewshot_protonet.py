@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlhelpers.fewshot.conv4 import BatchStatNorm2d, Conv4, exact_batchnorm
 from tlhelpers.fewshot.protonet import (
     protonet_logits,
     protonet_step,
@@ -13,6 +12,7 @@ from tlhelpers.fewshot.protonet import (
     squared_distance_logits,
 )
 from tlhelpers.fewshot.sampler import EpisodeSampler
+from tlhelpers.models.conv4 import BatchStatNorm2d, Conv4, exact_batchnorm
 
 
 def _sampler(n_way: int = 3, k_shot: int = 2) -> EpisodeSampler:
@@ -105,7 +105,7 @@ def test_conv4_feature_sizes(image_size: int, in_channels: int, dim: int) -> Non
 
 def test_prototypes_come_from_the_features_of_any_classifier_not_its_logits() -> None:
     """A Conv-4 with a head and a ResNet from build_classifier embed with forward_features."""
-    from tlhelpers.backbones import build_classifier
+    from tlhelpers.models.backbones import build_classifier
 
     torch.manual_seed(0)
     episode = _sampler().sample(seed=1)

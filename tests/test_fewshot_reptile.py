@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tlhelpers.engine import apply_gradients
-from tlhelpers.fewshot.conv4 import Conv4
 from tlhelpers.fewshot.reptile import reptile_adapt, reptile_predict, reptile_step, reptile_update
 from tlhelpers.fewshot.sampler import EpisodeSampler
+from tlhelpers.models.conv4 import Conv4
+from tlhelpers.training.engine import apply_gradients
 
 
 def _setup() -> tuple[Conv4, object]:

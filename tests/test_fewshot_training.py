@@ -7,12 +7,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tlhelpers.engine import fit
-from tlhelpers.fewshot.conv4 import Conv4
 from tlhelpers.fewshot.maml import maml_step, meta_gradient
 from tlhelpers.fewshot.protonet import protonet_step
 from tlhelpers.fewshot.sampler import EpisodeSampler
 from tlhelpers.fewshot.training import meta_train
+from tlhelpers.models.conv4 import Conv4
+from tlhelpers.training.engine import fit
 
 
 def _sampler() -> EpisodeSampler:
@@ -139,7 +139,7 @@ def test_maml_grads_are_applied_by_the_loop() -> None:
 
 
 def test_meta_history_plots_against_steps() -> None:
-    from tlhelpers.engine import History
+    from tlhelpers.training.engine import History
 
     h = History([{"step": s, "train_loss": 1.0 / s, "train_acc": 0.2 * s, "seconds": 0.1} for s in (2, 4)])
     fig = h.plot()

@@ -1,4 +1,4 @@
-"""Tests for tlhelpers.finetune, finetune_data and proxy_pretraining on tiny shapes data."""
+"""Tests for tlhelpers.transfer.finetuning, finetune_data and proxy_pretraining on tiny shapes data."""
 
 from __future__ import annotations
 
@@ -6,8 +6,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tlhelpers import proxy_pretraining
-from tlhelpers.finetune import (
+from tlhelpers.course import proxy_pretraining
+from tlhelpers.course.finetune_data import load_finetune_data
+from tlhelpers.course.proxy_pretraining import (
+    SOURCE_CLASSES,
+    proxy_pretrained_state,
+    source_accuracy,
+)
+from tlhelpers.data.preprocessing import image_transforms, plain_preset
+from tlhelpers.transfer.finetuning import (
     STRATEGIES,
     Strategy,
     StrategyResult,
@@ -15,9 +22,6 @@ from tlhelpers.finetune import (
     results_table,
     run_strategy,
 )
-from tlhelpers.finetune_data import load_finetune_data
-from tlhelpers.preprocessing import image_transforms, plain_preset
-from tlhelpers.proxy_pretraining import SOURCE_CLASSES, proxy_pretrained_state, source_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def loaders():
 @pytest.fixture(scope="module")
 def source_state():
     torch.manual_seed(3)
-    from tlhelpers.backbones import build_classifier
+    from tlhelpers.models.backbones import build_classifier
 
     return build_classifier("mini_resnet", 10, weights=None).model.state_dict()
 
@@ -136,8 +140,8 @@ def test_proxy_pretraining_is_cached(tmp_path, monkeypatch):
 
 
 def test_source_accuracy_matches_a_manual_count(source_state):
-    from tlhelpers.backbones import build_classifier
-    from tlhelpers.data.shapes import make_shapes
+    from tlhelpers.course.shapes import make_shapes
+    from tlhelpers.models.backbones import build_classifier
 
     acc = source_accuracy(source_state, "mini_resnet", 16, n_per_class=3, seed=1)
     model = build_classifier("mini_resnet", 10, weights=None).model
@@ -153,8 +157,8 @@ def test_plot_strategies_by_target_draws_one_bar_per_run():
     import matplotlib
 
     matplotlib.use("Agg")
-    from tlhelpers.engine import History
-    from tlhelpers.finetune import plot_strategies_by_target
+    from tlhelpers.training.engine import History
+    from tlhelpers.transfer.finetuning import plot_strategies_by_target
 
     def result(strategy, acc):
         return StrategyResult(strategy, torch.nn.Identity(), History(), 1, 1, 0.1, acc, True)
@@ -173,9 +177,9 @@ def test_plot_strategies_by_target_house_style():
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_hex
 
-    from tlhelpers.engine import History
-    from tlhelpers.finetune import plot_strategies_by_target
-    from tlhelpers.style import method_colour
+    from tlhelpers.core.style import method_colour
+    from tlhelpers.training.engine import History
+    from tlhelpers.transfer.finetuning import plot_strategies_by_target
 
     def result(strategy, acc):
         return StrategyResult(strategy, torch.nn.Identity(), History(), 1, 1, 0.1, acc, True)

@@ -1,4 +1,4 @@
-"""Tests for tlhelpers.freezing: stages, freezing by name and depth, BatchNorm, parameter counts."""
+"""Tests for tlhelpers.training.freezing: stages, freezing by name and depth, BatchNorm, parameter counts."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tlhelpers.backbones import build_classifier
-from tlhelpers.engine import train_mode
-from tlhelpers.freezing import (
+from tlhelpers.models.backbones import build_classifier
+from tlhelpers.training.engine import train_mode
+from tlhelpers.training.freezing import (
     count_parameters,
     freeze,
     freeze_batchnorm,
@@ -103,8 +103,8 @@ def test_bad_stage_name_lists_valid_stages(model):
 
 def test_stages_of_every_model_type_end_with_its_head():
     from tlhelpers.domain.dann import DANN, DigitNet
-    from tlhelpers.fewshot.conv4 import Conv4
-    from tlhelpers.smallcnn import SmallCNN
+    from tlhelpers.models.conv4 import Conv4
+    from tlhelpers.models.smallcnn import SmallCNN
 
     torch.manual_seed(0)
     assert stage_names(SmallCNN(3, width=4)) == ["backbone", "head"]

@@ -1,4 +1,4 @@
-"""Tests for tlhelpers.inspection: top-k, most-confused pairs, prediction grid, uploads."""
+"""Tests for tlhelpers.course.inspection: top-k, most-confused pairs, prediction grid, uploads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from tlhelpers.inspection import decode_image, most_confused, prediction_grid, topk, uploaded_files
+from tlhelpers.course.inspection import (
+    decode_image,
+    most_confused,
+    prediction_grid,
+    topk,
+    uploaded_files,
+)
 
 CLASSES = ["cat", "dog", "fox"]
 
@@ -40,7 +46,7 @@ def test_most_confused_counts_off_diagonal_pairs():
 def test_prediction_grid_marks_wrong_by_text_and_frame():
     import matplotlib.pyplot as plt
 
-    from tlhelpers.inspection import RIGHT_COLOUR, WRONG_COLOUR
+    from tlhelpers.course.inspection import RIGHT_COLOUR, WRONG_COLOUR
 
     images = torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8)
     fig = prediction_grid(images, [0, 1, 2, 0], [0, 2, 2, 1], CLASSES, ncols=3)
@@ -97,9 +103,9 @@ def test_decode_image_resizes_and_crops():
 
 def test_top5_explorer_shows_the_true_class(capsys):
     widgets = pytest.importorskip("ipywidgets")
-    from tlhelpers.backbones import build_classifier
-    from tlhelpers.inspection import explorer_title, top5_explorer, top5_lines
-    from tlhelpers.preprocessing import plain_preset
+    from tlhelpers.course.inspection import explorer_title, top5_explorer, top5_lines
+    from tlhelpers.data.preprocessing import plain_preset
+    from tlhelpers.models.backbones import build_classifier
 
     model = build_classifier("mini_resnet", 3, weights=None).model
     images = torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8)
@@ -129,7 +135,7 @@ def test_top5_explorer_shows_the_true_class(capsys):
 def test_top5_explorer_without_ipywidgets_says_how_to_install(monkeypatch):
     import sys
 
-    from tlhelpers.inspection import top5_explorer
+    from tlhelpers.course.inspection import top5_explorer
 
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # as in the core install: import fails
     with pytest.raises(ImportError, match=r'pip install "tlhelpers\[course\]"') as err:

@@ -1,4 +1,4 @@
-"""Tests for tlhelpers.mini_vgg: VGG16's layout and layer names at CPU size."""
+"""Tests for tlhelpers.models.mini_vgg: VGG16's layout and layer names at CPU size."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
-from tlhelpers.backbones import build_classifier, head_name, load_backbone_state, replace_head
-from tlhelpers.features import extract_features, valid_layers, vgg_aliases
-from tlhelpers.mini_vgg import MiniVGG, StandardizedWeight, mini_vgg, vgg_features
+from tlhelpers.models.backbones import (
+    build_classifier,
+    head_name,
+    load_backbone_state,
+    replace_head,
+)
+from tlhelpers.models.mini_vgg import MiniVGG, StandardizedWeight, mini_vgg, vgg_features
+from tlhelpers.transfer.features import extract_features, valid_layers, vgg_aliases
 
 
 def module_types(seq: nn.Sequential) -> list[type]:

@@ -1,4 +1,4 @@
-"""Tests for tlhelpers.model_api: one interface (forward_features, forward_head, num_features,
+"""Tests for tlhelpers.models.api: one interface (forward_features, forward_head, num_features,
 reset_classifier) on every model the package builds or wraps."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import torch
 import torchvision
 from torch import nn
 
-from tlhelpers import model_api
-from tlhelpers.backbones import build_classifier
 from tlhelpers.domain.dann import DANN, DigitNet
-from tlhelpers.fewshot.conv4 import Conv4
-from tlhelpers.mini_resnet import MiniResNet
-from tlhelpers.mini_vgg import MiniVGG
-from tlhelpers.smallcnn import SmallCNN
+from tlhelpers.models import api as model_api
+from tlhelpers.models.backbones import build_classifier
+from tlhelpers.models.conv4 import Conv4
+from tlhelpers.models.mini_resnet import MiniResNet
+from tlhelpers.models.mini_vgg import MiniVGG
+from tlhelpers.models.smallcnn import SmallCNN
 
 
 def _models():
@@ -126,8 +126,8 @@ def test_head_name_follows_get_classifier():
 
 
 def test_conv4_keeps_feature_dim_and_shares_count_parameters():
-    from tlhelpers import freezing
-    from tlhelpers.fewshot import conv4
+    from tlhelpers.models import conv4
+    from tlhelpers.training import freezing
 
     model = Conv4(in_channels=1, hidden=8, image_size=28)
     assert model.feature_dim == model.num_features == 8

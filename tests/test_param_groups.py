@@ -1,4 +1,4 @@
-"""Tests for tlhelpers.param_groups: multipliers, no-decay parameters, use with any optimizer."""
+"""Tests for tlhelpers.training.param_groups: multipliers, no-decay parameters, use with any optimizer."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tlhelpers.backbones import build_classifier
-from tlhelpers.freezing import unfreeze_last
-from tlhelpers.param_groups import discriminative_groups, layerwise_groups, param_groups
-from tlhelpers.schedules import warmup_cosine
+from tlhelpers.models.backbones import build_classifier
+from tlhelpers.training.freezing import unfreeze_last
+from tlhelpers.training.param_groups import discriminative_groups, layerwise_groups, param_groups
+from tlhelpers.training.schedules import warmup_cosine
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_bad_input(model):
 
 def test_discriminative_head_is_the_classifiers_head_for_any_model():
     from tlhelpers.domain.dann import DANN, DigitNet
-    from tlhelpers.smallcnn import SmallCNN
+    from tlhelpers.models.smallcnn import SmallCNN
 
     torch.manual_seed(0)
     dann = DANN(DigitNet(3, feature_dim=8, width=4))

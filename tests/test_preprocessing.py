@@ -1,4 +1,4 @@
-"""Tests for tlhelpers.preprocessing: the weights' preset, and training transforms derived from it."""
+"""Tests for tlhelpers.data.preprocessing: the weights' preset, and training transforms derived from it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torchvision.models import ResNet50_Weights, VGG16_Weights
 from torchvision.transforms import v2
 from torchvision.transforms.functional import InterpolationMode
 
-from tlhelpers.preprocessing import (
+from tlhelpers.data.preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     image_transforms,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tlhelpers.probe import (
+from tlhelpers.transfer.probe import (
     FeatureLoader,
     cpu_threads,
     make_head,
@@ -106,7 +106,7 @@ def test_plot_layer_probes_draws_each_series_at_its_layers():
 
 
 def test_standardize_keeps_constant_features_at_scale_one():
-    from tlhelpers.probe import Standardize
+    from tlhelpers.transfer.probe import Standardize
 
     x = torch.randn(50, 4)
     x[:, 2] = 0.0  # a ReLU unit silent on every training row
@@ -129,7 +129,7 @@ def test_probe_loss_stays_sane_when_units_are_silent_on_training_rows():
 def test_plot_layer_probes_is_closed_with_house_style():
     import matplotlib.pyplot as plt
 
-    from tlhelpers.style import method_colour
+    from tlhelpers.core.style import method_colour
 
     rows = [{"layer": "fc7", "target": target, "weights": "pretrained", "test_acc": 0.5} for target in ("near", "far")]
     fig = plot_layer_probes(rows, ["fc7"], chance=0.1)
@@ -143,8 +143,8 @@ def test_plot_layer_probes_is_closed_with_house_style():
 def test_plot_probe_curves_draws_each_split_per_probe():
     import matplotlib.pyplot as plt
 
-    from tlhelpers.probe import plot_probe_curves
-    from tlhelpers.style import method_colour
+    from tlhelpers.core.style import method_colour
+    from tlhelpers.transfer.probe import plot_probe_curves
 
     x, y = blobs()
     xt, yt = blobs(n_per_class=20, seed=1)
@@ -167,8 +167,8 @@ def test_plot_probe_curves_draws_each_split_per_probe():
 def test_feature_loader_state_makes_an_interrupted_fit_resume_bit_for_bit(tmp_path):
     from torch import nn
 
-    from tlhelpers.engine import classification_step, fit
-    from tlhelpers.runtime import seed_everything
+    from tlhelpers.core.runtime import seed_everything
+    from tlhelpers.training.engine import classification_step, fit
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(80, 6, generator=g)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 
-from tlhelpers.projection import embed_2d, neighbor_agreement, scatter_2d
+from tlhelpers.transfer.projection import embed_2d, neighbor_agreement, scatter_2d
 
 matplotlib.use("Agg")
 
@@ -73,7 +73,7 @@ def test_bad_input():
 def test_cross_neighbor_agreement_matches_sklearn_neighbours():
     from sklearn.neighbors import NearestNeighbors
 
-    from tlhelpers.projection import cross_neighbor_agreement
+    from tlhelpers.transfer.projection import cross_neighbor_agreement
 
     gen = torch.Generator().manual_seed(4)
     ref, ref_labels = torch.randn(40, 5, generator=gen), torch.arange(40) % 4

@@ -85,7 +85,7 @@ def test_readme_names_the_pinned_release():
 
 def test_notebook_run_times_agree_with_the_readme():
     """A notebook's header and the README's chapter table give the same measured run time."""
-    from tlhelpers.results import notebook_times, run_time
+    from tlhelpers.course.results import notebook_times, run_time
 
     times = notebook_times(ROOT / "benchmarks" / "results")
     readme = (ROOT / "README.md").read_text()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tlhelpers.results import load_results, results_markdown
+from tlhelpers.course.results import load_results, results_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,9 +45,9 @@ def test_paper_numbers_only_beside_full_mode_runs(tmp_path):
 
 
 def test_paper_keys_name_real_strategies_and_methods():
-    from tlhelpers.domain.experiment import METHODS
-    from tlhelpers.finetune import STRATEGIES
-    from tlhelpers.results import PAPER
+    from tlhelpers.course.domain_experiment import METHODS
+    from tlhelpers.course.results import PAPER
+    from tlhelpers.transfer.finetuning import STRATEGIES
 
     names = {s.name for s in STRATEGIES}
     for key in PAPER:
@@ -87,7 +87,7 @@ def test_every_committed_result_file_has_a_reader():
 
 
 def test_strategy_map_reader_gives_one_row_per_target_and_k(tmp_path):
-    from tlhelpers.strategy_map import best_methods, map_summary
+    from tlhelpers.course.strategy_map import best_methods, map_summary
 
     records = [{"target": t, "method": m, "k": k, "seed": s, "test_acc": acc + 0.01 * s}
                for t in ("near", "far") for k in (1, 100)

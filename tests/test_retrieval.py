@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from tlhelpers.retrieval import cosine_neighbors, precision_at_k, show_neighbors
+from tlhelpers.transfer.retrieval import cosine_neighbors, precision_at_k, show_neighbors
 
 matplotlib.use("Agg")
 

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from tlhelpers import runtime
+from tlhelpers.core import runtime
 
 
 @pytest.fixture(autouse=True)

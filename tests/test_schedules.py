@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from tlhelpers.schedules import inverse_decay, warmup_cosine
+from tlhelpers.training.schedules import inverse_decay, warmup_cosine
 
 
 def _lrs(factory, total, **kw):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tlhelpers.smallcnn import SmallCNN
+from tlhelpers.models.smallcnn import SmallCNN
 
 
 def test_shapes_and_head_replacement():

@@ -1,6 +1,6 @@
 import pytest
 
-from tlhelpers.strategy import decision_chart, recommend
+from tlhelpers.course.recommend import decision_chart, recommend
 
 
 @pytest.mark.parametrize(

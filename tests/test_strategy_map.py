@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tlhelpers.strategy_map import (
+from tlhelpers.course.strategy_map import (
     METHODS,
     MapConfig,
     best_methods,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tlhelpers.data.shapes import make_shapes
+from tlhelpers.course.shapes import make_shapes
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "student_project" / "finetune_folder.py"
 

@@ -1,4 +1,4 @@
-"""Tests for tlhelpers.style, the house style of the course's plots."""
+"""Tests for tlhelpers.core.style, the house style of the course's plots."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tlhelpers.style import (  # noqa: E402
+from tlhelpers.core.style import (  # noqa: E402
     METHOD_COLOURS,
     chance_line,
     finish,

@@ -4,8 +4,8 @@ The names a project needs are importable from the package itself, e.g.
 ``from tlhelpers import build_classifier, fit``; the full toolbox lives in the submodules
 (``from tlhelpers.fewshot.plots import plot_episode``). The top-level names are loaded lazily
 (PEP 562): ``import tlhelpers`` imports neither torch nor any submodule, and a name's module is
-imported the first time the name is used. Importing the package has no side effects: no seeding,
-no device probing, no downloads.
+imported the first time the name is used. Importing the package has no side effects (no seeding, no device
+probing, no downloads) beyond registering the old module paths of release 0.1 (see ``_compat``).
 
 Example:
     >>> from tlhelpers import build_classifier, fit, get_device
@@ -25,87 +25,87 @@ __version__ = "0.1.0"
 # the submodule would rebind the package attribute to the module.
 _EXPORTS: dict[str, str] = {
     # runtime: device, seeds, mode, threads
-    "get_device": "tlhelpers.runtime",
-    "seed_everything": "tlhelpers.runtime",
-    "describe": "tlhelpers.runtime",
-    "is_reduced": "tlhelpers.runtime",
-    "data_root": "tlhelpers.runtime",
-    "loader_kwargs": "tlhelpers.runtime",
-    "configure_threads": "tlhelpers.runtime",
+    "get_device": "tlhelpers.core.runtime",
+    "seed_everything": "tlhelpers.core.runtime",
+    "describe": "tlhelpers.core.runtime",
+    "is_reduced": "tlhelpers.core.runtime",
+    "data_root": "tlhelpers.core.runtime",
+    "loader_kwargs": "tlhelpers.core.runtime",
+    "configure_threads": "tlhelpers.core.runtime",
     # data: image tensors, folders, generic datasets
     "ImageTensorDataset": "tlhelpers.data.tensor_dataset",
     "to_tensor_dataset": "tlhelpers.data.tensor_cache",
     "balanced_indices": "tlhelpers.data.balanced",
     "load_dataset": "tlhelpers.data.torchvision_sets",
     "DatasetUnavailableError": "tlhelpers.data.torchvision_sets",
-    "make_shapes": "tlhelpers.data.shapes",
+    "make_shapes": "tlhelpers.course.shapes",
     # preprocessing
-    "weights_preset": "tlhelpers.preprocessing",
-    "plain_preset": "tlhelpers.preprocessing",
-    "image_transforms": "tlhelpers.preprocessing",
-    "stored_size": "tlhelpers.preprocessing",
-    "IMAGENET_MEAN": "tlhelpers.preprocessing",
-    "IMAGENET_STD": "tlhelpers.preprocessing",
+    "weights_preset": "tlhelpers.data.preprocessing",
+    "plain_preset": "tlhelpers.data.preprocessing",
+    "image_transforms": "tlhelpers.data.preprocessing",
+    "stored_size": "tlhelpers.data.preprocessing",
+    "IMAGENET_MEAN": "tlhelpers.data.preprocessing",
+    "IMAGENET_STD": "tlhelpers.data.preprocessing",
     # models, and one interface for all of them (forward_features / forward_head / num_features)
-    "build_classifier": "tlhelpers.backbones",
-    "BuiltModel": "tlhelpers.backbones",
-    "list_architectures": "tlhelpers.backbones",
-    "get_head": "tlhelpers.model_api",
-    "replace_head": "tlhelpers.model_api",
-    "head_name": "tlhelpers.model_api",
-    "attach_interface": "tlhelpers.model_api",
-    "forward_features": "tlhelpers.model_api",
-    "forward_head": "tlhelpers.model_api",
-    "num_features": "tlhelpers.model_api",
-    "reset_classifier": "tlhelpers.model_api",
-    "load_backbone_state": "tlhelpers.backbones",
-    "WeightsUnavailableError": "tlhelpers.backbones",
-    "SmallCNN": "tlhelpers.smallcnn",
-    "MiniResNet": "tlhelpers.mini_resnet",
-    "MiniVGG": "tlhelpers.mini_vgg",
-    "Conv4": "tlhelpers.fewshot.conv4",
+    "build_classifier": "tlhelpers.models.backbones",
+    "BuiltModel": "tlhelpers.models.backbones",
+    "list_architectures": "tlhelpers.models.backbones",
+    "get_head": "tlhelpers.models.api",
+    "replace_head": "tlhelpers.models.api",
+    "head_name": "tlhelpers.models.api",
+    "attach_interface": "tlhelpers.models.api",
+    "forward_features": "tlhelpers.models.api",
+    "forward_head": "tlhelpers.models.api",
+    "num_features": "tlhelpers.models.api",
+    "reset_classifier": "tlhelpers.models.api",
+    "load_backbone_state": "tlhelpers.models.backbones",
+    "WeightsUnavailableError": "tlhelpers.models.backbones",
+    "SmallCNN": "tlhelpers.models.smallcnn",
+    "MiniResNet": "tlhelpers.models.mini_resnet",
+    "MiniVGG": "tlhelpers.models.mini_vgg",
+    "Conv4": "tlhelpers.models.conv4",
     "DigitNet": "tlhelpers.domain.dann",
     # training
-    "fit": "tlhelpers.engine",
-    "evaluate": "tlhelpers.engine",
-    "predict": "tlhelpers.engine",
-    "History": "tlhelpers.engine",
-    "StepOutput": "tlhelpers.engine",
-    "TrainState": "tlhelpers.engine",
-    "classification_step": "tlhelpers.engine",
-    "apply_gradients": "tlhelpers.engine",
-    "distributed_loader": "tlhelpers.engine",
-    "warmup_cosine": "tlhelpers.schedules",
-    "inverse_decay": "tlhelpers.schedules",
-    "discriminative_groups": "tlhelpers.param_groups",
-    "layerwise_groups": "tlhelpers.param_groups",
-    "freeze": "tlhelpers.freezing",
-    "unfreeze": "tlhelpers.freezing",
-    "unfreeze_last": "tlhelpers.freezing",
-    "freeze_batchnorm": "tlhelpers.freezing",
-    "set_trainable": "tlhelpers.freezing",
-    "stage_names": "tlhelpers.freezing",
-    "trainable_stages": "tlhelpers.freezing",
-    "count_parameters": "tlhelpers.freezing",
+    "fit": "tlhelpers.training.engine",
+    "evaluate": "tlhelpers.training.engine",
+    "predict": "tlhelpers.training.engine",
+    "History": "tlhelpers.training.engine",
+    "StepOutput": "tlhelpers.training.engine",
+    "TrainState": "tlhelpers.training.engine",
+    "classification_step": "tlhelpers.training.engine",
+    "apply_gradients": "tlhelpers.training.engine",
+    "distributed_loader": "tlhelpers.training.engine",
+    "warmup_cosine": "tlhelpers.training.schedules",
+    "inverse_decay": "tlhelpers.training.schedules",
+    "discriminative_groups": "tlhelpers.training.param_groups",
+    "layerwise_groups": "tlhelpers.training.param_groups",
+    "freeze": "tlhelpers.training.freezing",
+    "unfreeze": "tlhelpers.training.freezing",
+    "unfreeze_last": "tlhelpers.training.freezing",
+    "freeze_batchnorm": "tlhelpers.training.freezing",
+    "set_trainable": "tlhelpers.training.freezing",
+    "stage_names": "tlhelpers.training.freezing",
+    "trainable_stages": "tlhelpers.training.freezing",
+    "count_parameters": "tlhelpers.training.freezing",
     # checkpoints
-    "atomic_save": "tlhelpers.checkpoint",
-    "safe_load": "tlhelpers.checkpoint",
-    "run_checkpoint": "tlhelpers.checkpoint",
-    "restore_training": "tlhelpers.checkpoint",
-    "CheckpointError": "tlhelpers.checkpoint",
-    "fingerprint_dataset": "tlhelpers.checkpoint",
-    "loader_state": "tlhelpers.checkpoint",
-    "load_loader_state": "tlhelpers.checkpoint",
+    "atomic_save": "tlhelpers.core.checkpoint",
+    "safe_load": "tlhelpers.core.checkpoint",
+    "run_checkpoint": "tlhelpers.core.checkpoint",
+    "restore_training": "tlhelpers.core.checkpoint",
+    "CheckpointError": "tlhelpers.core.checkpoint",
+    "fingerprint_dataset": "tlhelpers.core.checkpoint",
+    "loader_state": "tlhelpers.core.checkpoint",
+    "load_loader_state": "tlhelpers.core.checkpoint",
     # features, probes, retrieval
-    "extract_features": "tlhelpers.features",
-    "valid_layers": "tlhelpers.features",
-    "LayerNotFoundError": "tlhelpers.features",
-    "train_linear_probe": "tlhelpers.probe",
-    "sklearn_probe": "tlhelpers.probe",
-    "probe_accuracy": "tlhelpers.probe",
-    "ProbeResult": "tlhelpers.probe",
-    "cosine_neighbors": "tlhelpers.retrieval",
-    "precision_at_k": "tlhelpers.retrieval",
+    "extract_features": "tlhelpers.transfer.features",
+    "valid_layers": "tlhelpers.transfer.features",
+    "LayerNotFoundError": "tlhelpers.transfer.features",
+    "train_linear_probe": "tlhelpers.transfer.probe",
+    "sklearn_probe": "tlhelpers.transfer.probe",
+    "probe_accuracy": "tlhelpers.transfer.probe",
+    "ProbeResult": "tlhelpers.transfer.probe",
+    "cosine_neighbors": "tlhelpers.transfer.retrieval",
+    "precision_at_k": "tlhelpers.transfer.retrieval",
     # domain adaptation
     "grad_reverse": "tlhelpers.domain.grl",
     "GradientReversal": "tlhelpers.domain.grl",
@@ -140,7 +140,7 @@ _EXPORTS: dict[str, str] = {
     "confidence_interval": "tlhelpers.fewshot.evaluation",
     "linear_probe_predict": "tlhelpers.fewshot.baseline",
     # choosing a strategy
-    "recommend": "tlhelpers.strategy",
+    "recommend": "tlhelpers.course.recommend",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -162,3 +162,11 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
+
+
+# The flat layout's old module paths (``tlhelpers.engine`` ...) keep working for one release, with a
+# DeprecationWarning: a finder for exactly those names goes last on sys.meta_path (stdlib only, so
+# this imports no torch). See tlhelpers/_compat.py.
+from tlhelpers import _compat  # noqa: E402
+
+_compat.install()

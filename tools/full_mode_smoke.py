@@ -8,7 +8,7 @@ Full mode is what a class runs on Colab GPUs; this is how CI checks it on a CPU 
 - randomly initialised weights files, under the names torchvision expects, go into a temporary
   ``TORCH_HOME``;
 - ``TLH_SMOKE=1`` shrinks only the counts (epochs, iterations, episodes, images; see
-  ``tlhelpers.runtime.count``); loaders, models, transforms and plots are those of a GPU run;
+  ``tlhelpers.core.runtime.count``); loaders, models, transforms and plots are those of a GPU run;
 - ``tools/offline_guard`` refuses every connection off this machine, so a download attempt fails,
   and logs it: the run fails if any notebook tried to reach the network, even if it coped.
 

@@ -45,7 +45,8 @@ def render() -> str:
         "(`tests/test_api_docs.py` checks it is current). Each entry links to its source.",
         "",
     ]
-    modules = [m.name for m in pkgutil.walk_packages(tlhelpers.__path__, "tlhelpers.")]
+    modules = [m.name for m in pkgutil.walk_packages(tlhelpers.__path__, "tlhelpers.")
+               if not any(part.startswith("_") for part in m.name.split("."))]  # private: _compat
     for modname in sorted(modules):
         module = importlib.import_module(modname)
         members = _public_members(module)

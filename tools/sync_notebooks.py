@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tlhelpers.results import notebook_times, run_time  # noqa: E402
+from tlhelpers.course.results import notebook_times, run_time  # noqa: E402
 
 BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 # the header's run-time paragraph: from "**Run time" to the next blank line or the end of the cell

@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tlhelpers.course.results import load_results, notebook_times, results_markdown, run_time  # noqa: E402
 from tlhelpers.data.catalog import files_markdown  # noqa: E402
-from tlhelpers.results import load_results, notebook_times, results_markdown, run_time  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CH_START, CH_END = "<!-- chapters:start -->", "<!-- chapters:end -->"

@@ -34,16 +34,16 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-from tlhelpers.backbones import build_classifier
-from tlhelpers.checkpoint import CheckpointError, atomic_save, fingerprint_dataset
+from tlhelpers.core.checkpoint import CheckpointError, atomic_save, fingerprint_dataset
+from tlhelpers.core.runtime import get_device, loader_kwargs, seed_everything
+from tlhelpers.data.preprocessing import image_transforms, stored_size, weights_preset
 from tlhelpers.data.tensor_cache import to_tensor_dataset
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
-from tlhelpers.engine import evaluate, fit
-from tlhelpers.freezing import count_parameters
-from tlhelpers.param_groups import discriminative_groups
-from tlhelpers.preprocessing import image_transforms, stored_size, weights_preset
-from tlhelpers.runtime import get_device, loader_kwargs, seed_everything
-from tlhelpers.schedules import warmup_cosine
+from tlhelpers.models.backbones import build_classifier
+from tlhelpers.training.engine import evaluate, fit
+from tlhelpers.training.freezing import count_parameters
+from tlhelpers.training.param_groups import discriminative_groups
+from tlhelpers.training.schedules import warmup_cosine
 
 
 def load_folder(root: Path, image_size: int, cache_dir: Path, seed: int) -> tuple[ImageTensorDataset, ImageTensorDataset]:

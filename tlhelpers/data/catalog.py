@@ -120,7 +120,7 @@ class WeightsFile:
 
     def location(self) -> Path:
         """The file's absolute path under the current ``TORCH_HOME``."""
-        from tlhelpers.backbones import cached_weights_path
+        from tlhelpers.models.backbones import cached_weights_path
 
         return cached_weights_path(self.weights)
 
@@ -197,7 +197,7 @@ def weights_file(arch: str) -> WeightsFile:
     Raises:
         ValueError: for an unknown architecture or one without pretrained weights.
     """
-    from tlhelpers.backbones import resolve_weights
+    from tlhelpers.models.backbones import resolve_weights
 
     return WeightsFile(arch, resolve_weights(arch, "DEFAULT"))
 
@@ -210,14 +210,14 @@ def missing_files(
     Args:
         datasets: dataset names (see :func:`dataset_files`).
         archs: architectures whose ``DEFAULT`` weights are loaded.
-        data_root: the data folder; default :func:`tlhelpers.runtime.data_root`.
+        data_root: the data folder; default :func:`tlhelpers.core.runtime.data_root`.
 
     Returns:
         Paths of missing dataset files (with what they unpack to) and weights files, e.g.
         ``"data/svhn/train_32x32.mat"``; weights under the current ``TORCH_HOME``.
     """
     if data_root is None:
-        from tlhelpers.runtime import data_root as default_root
+        from tlhelpers.core.runtime import data_root as default_root
 
         data_root = default_root(create=False)
     missing = [f.where(data_root) for name in dict.fromkeys(datasets) for f in dataset_files(name)

@@ -10,7 +10,7 @@ The files are the original archive's, extracted under the data root::
 :func:`load_mnistm` reads the extracted folder when it is there, else extracts ``root/mnist_m.tar.gz``
 (after checking its MD5), else downloads the archive; the network is never touched while files
 are present. Reduced mode does not use this module: its offline stand-in is
-``tlhelpers.data.digits.make_mnistm_style``.
+``tlhelpers.course.digits.make_mnistm_style``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlhelpers.checkpoint import atomic_save, fingerprint_dataset
+from tlhelpers.core.checkpoint import atomic_save, fingerprint_dataset
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
 
 _FORMAT = 1
@@ -51,7 +51,7 @@ def content_key(dataset: Any) -> str | None:
     """The content part of a cache key: a fingerprint of the files behind ``dataset``, when it has them.
 
     For a dataset with ``samples`` of ``(file path, label)`` (torchvision's ``ImageFolder``) this is
-    :func:`tlhelpers.checkpoint.fingerprint_dataset` with modification times: each file's relative path,
+    :func:`tlhelpers.core.checkpoint.fingerprint_dataset` with modification times: each file's relative path,
     size, modification time and label. So adding, removing, editing or moving a file between class
     folders gives a new key, without decoding a single image. Other datasets have no content key
     (reading them to hash would cost what the cache saves): pass ``fingerprint=`` for them.

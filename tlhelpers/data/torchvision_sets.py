@@ -265,7 +265,7 @@ def load_dataset(
         name: one of ``DATASETS``.
         split: pets ``"trainval"``/``"test"``; mnist, usps, svhn, mnistm ``"train"``/``"test"``;
             omniglot ``"background"``/``"evaluation"``.
-        root: data folder; default ``tlhelpers.runtime.data_root()``.
+        root: data folder; default ``tlhelpers.core.runtime.data_root()``.
         transform: applied to each image.
         download: allow downloading missing files.
 
@@ -281,7 +281,7 @@ def load_dataset(
     if split not in SPLITS[name]:
         raise ValueError(f"unknown split {split!r} for {name}; use one of {', '.join(SPLITS[name])}.")
     if root is None:
-        from tlhelpers.runtime import data_root
+        from tlhelpers.core.runtime import data_root
 
         root = data_root()
     root = Path(root).expanduser()

@@ -8,7 +8,7 @@ Modules:
     grl: the gradient reversal layer and the DANN ``lambda`` ramp.
     dann: a small digit CNN, a domain discriminator and the ``DANN`` model that joins them.
     paired: source/target batches for training, with the target's labels dropped.
-    steps: ``step_fn`` objects for :func:`tlhelpers.engine.fit` (source-only, DANN, MMD).
+    steps: ``step_fn`` objects for :func:`tlhelpers.training.engine.fit` (source-only, DANN, MMD).
     mmd: the multi-kernel Gaussian maximum mean discrepancy (DAN's alignment loss).
     a_distance: the proxy A-distance between two sets of features.
     alignment: the proxy A-distance and MMD of a trained model's features on two test sets.

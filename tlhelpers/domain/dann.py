@@ -1,10 +1,10 @@
 """The networks of the chapter: a small digit CNN, a domain discriminator, and ``DANN`` joining them.
 
 The CNN follows the shape of the DANN paper's digit network (two 5x5 convolutions, then fully
-connected layers) and has the course's model interface (:mod:`tlhelpers.model_api`):
+connected layers) and has the course's model interface (:mod:`tlhelpers.models.api`):
 ``forward_features`` gives the feature vector the adaptation losses act on, ``forward_head`` maps it
 to class scores. ``DANN`` wraps any model with that interface: a ``DigitNet``, a ``SmallCNN``, or a
-torchvision classifier from :func:`tlhelpers.backbones.build_classifier` such as ResNet-50.
+torchvision classifier from :func:`tlhelpers.models.backbones.build_classifier` such as ResNet-50.
 
 Example:
     >>> import torch
@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tlhelpers import model_api
 from tlhelpers.domain.grl import GradientReversal
+from tlhelpers.models import api as model_api
 
 
 class DigitNet(nn.Module):
@@ -124,12 +124,12 @@ class DomainDiscriminator(nn.Module):
 class DANN(nn.Module):
     """A classifier plus a domain discriminator behind a gradient reversal layer.
 
-    ``model(x)`` returns class logits only, so :func:`tlhelpers.engine.evaluate` and ``predict``
+    ``model(x)`` returns class logits only, so :func:`tlhelpers.training.engine.evaluate` and ``predict``
     work unchanged; :func:`tlhelpers.domain.steps.dann_step` uses :meth:`domain_logits` for
     training. The discriminator is a submodule, so ``fit``'s default optimizer trains it too.
 
     Args:
-        classifier: any model of :mod:`tlhelpers.model_api`: a :class:`DigitNet`, a ``SmallCNN``,
+        classifier: any model of :mod:`tlhelpers.models.api`: a :class:`DigitNet`, a ``SmallCNN``,
             ``build_classifier("resnet50", 2).model``, ... (its own methods, or its linear head).
         discriminator: scores domains from features; a :class:`DomainDiscriminator` of the
             classifier's ``num_features`` by default.

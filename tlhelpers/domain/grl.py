@@ -78,7 +78,7 @@ def grl_lambda(p: float, gamma: float = 10.0) -> float:
 
     Args:
         p: training progress in [0, 1] from the *planned* number of steps
-            (``TrainState.progress`` in :func:`tlhelpers.engine.fit`).
+            (``TrainState.progress`` in :func:`tlhelpers.training.engine.fit`).
         gamma: steepness; the paper's 10.
 
     Returns:

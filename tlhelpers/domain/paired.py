@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from tlhelpers.checkpoint import load_loader_state, loader_state
+from tlhelpers.core.checkpoint import load_loader_state, loader_state
 
 
 class UnlabeledDataset(Dataset):
@@ -71,7 +71,7 @@ class PairedLoader:
     An epoch is one pass over the source loader; the target loader restarts whenever it runs out,
     so the two datasets may differ in size. The target stream runs on across epochs, so a resumed
     run needs its position: :meth:`state_dict` and :meth:`load_state_dict` (used by
-    :func:`tlhelpers.engine.fit`'s checkpoints) save and restore both loaders' random state and how
+    :func:`tlhelpers.training.engine.fit`'s checkpoints) save and restore both loaders' random state and how
     far the target pass has gone, so the pairing continues exactly.
 
     Args:

@@ -1,4 +1,4 @@
-"""Training steps for :func:`tlhelpers.engine.fit` on paired batches ``(source_x, source_y, target_x)``.
+"""Training steps for :func:`tlhelpers.training.engine.fit` on paired batches ``(source_x, source_y, target_x)``.
 
 Each step returns ONE combined loss; ``fit`` then does one ``zero_grad``, one ``backward`` and one
 optimizer step per iteration. (The chapter's source article calls ``backward``/``step`` three
@@ -6,7 +6,7 @@ times per iteration without ``zero_grad``, so gradients pile up across its three
 receives target labels: :class:`tlhelpers.domain.paired.PairedLoader` never yields them.
 
 Example:
-    >>> from tlhelpers.engine import fit
+    >>> from tlhelpers.training.engine import fit
     >>> history = fit(DANN(DigitNet()), paired_loader, num_epochs=10, step_fn=dann_step)
     >>> history["domain_acc"], history["lambda"]
 """
@@ -22,8 +22,8 @@ from torch import nn
 from tlhelpers.domain.dann import DANN, domain_accuracy
 from tlhelpers.domain.grl import grl_lambda
 from tlhelpers.domain.mmd import MultiKernelMMD
-from tlhelpers.engine import StepOutput, TrainState
-from tlhelpers.model_api import forward_features, forward_head
+from tlhelpers.models.api import forward_features, forward_head
+from tlhelpers.training.engine import StepOutput, TrainState
 
 
 def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -33,7 +33,7 @@ def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if xs.shape[1:] != xt.shape[1:]:
         raise ValueError(
             f"source images {tuple(xs.shape[1:])} and target images {tuple(xt.shape[1:])} differ; "
-            "load both with tlhelpers.domain.pairs.load_pair, which resizes to 3x32x32."
+            "load both with tlhelpers.course.domain_pairs.load_pair, which resizes to 3x32x32."
         )
     return xs, ys, xt
 

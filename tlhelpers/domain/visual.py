@@ -1,9 +1,9 @@
 """Features and figures for the chapter: embeddings by domain and class, sample grids, DANN curves.
 
-The 2-D embedding itself is :func:`tlhelpers.projection.embed_2d` (t-SNE or PCA), shared with
+The 2-D embedding itself is :func:`tlhelpers.transfer.projection.embed_2d` (t-SNE or PCA), shared with
 chapters 2 and 4.
 
-Plotting functions return a closed matplotlib ``Figure`` (house style, :mod:`tlhelpers.style`): a
+Plotting functions return a closed matplotlib ``Figure`` (house style, :mod:`tlhelpers.core.style`): a
 notebook shows it once, as a cell's value.
 
 Example:
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tlhelpers.engine import History, to_device
-from tlhelpers.runtime import get_device
+from tlhelpers.core.runtime import get_device
+from tlhelpers.training.engine import History, to_device
 
 
 @torch.inference_mode()
@@ -74,7 +74,7 @@ def plot_domain_embedding(
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from tlhelpers.style import finish, legend_outside, method_colour
+    from tlhelpers.core.style import finish, legend_outside, method_colour
 
     pts, dom, lab = np.asarray(points), np.asarray(is_target).astype(bool), np.asarray(labels).astype(int)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -102,7 +102,7 @@ def plot_sample_grid(source: Any, target: Any, n: int = 10, names: tuple[str, st
     """The first ``n`` images of two datasets of ``(image, label)`` items, one row per domain (closed figure)."""
     import matplotlib.pyplot as plt
 
-    from tlhelpers.style import TILE_TITLE_SIZE, finish
+    from tlhelpers.core.style import TILE_TITLE_SIZE, finish
 
     fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.8), squeeze=False)
     for row, (ds, name) in enumerate(zip((source, target), names, strict=True)):
@@ -118,7 +118,7 @@ def plot_sample_grid(source: Any, target: Any, n: int = 10, names: tuple[str, st
 def plot_training_signals(histories: Mapping[str, History]) -> Any:
     """Domain-classifier accuracy (with the 0.5 chance line) and ``lambda`` per epoch, per run.
 
-    A colour per run (:func:`tlhelpers.style.method_colour`), whole-number epochs, one legend
+    A colour per run (:func:`tlhelpers.core.style.method_colour`), whole-number epochs, one legend
     outside the data.
 
     Returns:
@@ -126,7 +126,7 @@ def plot_training_signals(histories: Mapping[str, History]) -> Any:
     """
     import matplotlib.pyplot as plt
 
-    from tlhelpers.style import (
+    from tlhelpers.core.style import (
         LABEL_SIZE,
         chance_line,
         finish,

@@ -1,6 +1,6 @@
 """Baselines: a linear head on frozen features ("Closer Look"), and nearest neighbours on raw pixels.
 
-Pre-train an ordinary classifier on all training classes (``tlhelpers.engine.fit``, as in chapter
+Pre-train an ordinary classifier on all training classes (``tlhelpers.training.engine.fit``, as in chapter
 2), keep its feature extractor frozen, and for each test episode fit a logistic-regression head on
 the support embeddings alone. Chen et al. showed that this simple baseline is competitive with
 meta-learning when the backbone is trained well: how good the features are matters more than the

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from tlhelpers.engine import StepOutput
-from tlhelpers.fewshot.conv4 import exact_batchnorm
 from tlhelpers.fewshot.evaluation import EvalResult, confidence_interval
 from tlhelpers.fewshot.sampler import Episode, EpisodeSampler
+from tlhelpers.models.conv4 import exact_batchnorm
+from tlhelpers.training.engine import StepOutput
 
 Params = dict[str, Tensor]
 
@@ -191,7 +191,7 @@ def maml_step(model: nn.Module, batch: Episode, **kwargs: Any) -> StepOutput:
 
     The meta-gradient is not the gradient of a loss the loop could back-propagate, so the step
     hands it over in ``grads`` and the loop writes it into ``.grad`` (the rule of
-    :class:`tlhelpers.engine.StepOutput`; ``engine.apply_gradients`` by hand).
+    :class:`tlhelpers.training.engine.StepOutput`; ``engine.apply_gradients`` by hand).
 
     Args:
         model: the network.

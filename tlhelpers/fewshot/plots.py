@@ -3,7 +3,7 @@ history, prototypes.
 
 Every function returns a ``matplotlib.figure.Figure``, closed so that it shows nothing by itself;
 the notebook displays it once as a cell's last expression. They draw in the course's house style
-(``tlhelpers.style``): a method keeps its colour in every figure, accuracy axes carry a chance
+(``tlhelpers.core.style``): a method keeps its colour in every figure, accuracy axes carry a chance
 line, short curves have markers and integer axes integer ticks.
 """
 
@@ -18,10 +18,7 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from torch import Tensor
 
-from tlhelpers.engine import History
-from tlhelpers.fewshot.evaluation import Comparison, EvalResult
-from tlhelpers.fewshot.sampler import Episode
-from tlhelpers.style import (
+from tlhelpers.core.style import (
     LABEL_SIZE,
     SHORT_CURVE,
     TILE_TITLE_SIZE,
@@ -32,6 +29,9 @@ from tlhelpers.style import (
     line_style,
     method_colour,
 )
+from tlhelpers.fewshot.evaluation import Comparison, EvalResult
+from tlhelpers.fewshot.sampler import Episode
+from tlhelpers.training.engine import History
 
 
 def _show(ax: plt.Axes, image: Tensor) -> None:

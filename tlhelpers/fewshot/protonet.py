@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tlhelpers.engine import StepOutput
 from tlhelpers.fewshot.sampler import Episode
+from tlhelpers.training.engine import StepOutput
 
 
 def prototypes(support_emb: Tensor, support_y: Tensor, n_way: int) -> Tensor:
@@ -84,7 +84,7 @@ def protonet_logits(backbone: nn.Module, episode: Episode) -> Tensor:
 def protonet_step(backbone: nn.Module, batch: Episode) -> StepOutput:
     """One training step on a meta-batch: the mean query cross-entropy over its tasks.
 
-    Follows the loops' rule (:class:`tlhelpers.engine.StepOutput`): the loop back-propagates the loss.
+    Follows the loops' rule (:class:`tlhelpers.training.engine.StepOutput`): the loop back-propagates the loss.
 
     Args:
         backbone: the embedding network.

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tlhelpers.engine import StepOutput
 from tlhelpers.fewshot.sampler import Episode
+from tlhelpers.training.engine import StepOutput
 
 _OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
@@ -98,7 +98,7 @@ def reptile_step(
 
     Returns:
         ``grads``: ``theta - mean(phi)`` for every trainable parameter (the loop writes it into
-        ``.grad``, the rule of :class:`tlhelpers.engine.StepOutput`), the mean post-adaptation loss
+        ``.grad``, the rule of :class:`tlhelpers.training.engine.StepOutput`), the mean post-adaptation loss
         on the task data (a detached scalar) and its accuracy in ``metrics["train_acc"]``.
     """
     adapted, losses, accs = [], [], []

@@ -2,7 +2,7 @@
 
 Chapter 1's ``fit`` walks over a loader epoch by epoch; meta-learning instead draws a fresh
 meta-batch of episodes at every iteration. Otherwise the two loops share one contract: each method
-supplies a ``step_fn(model, batch)`` that returns a :class:`tlhelpers.engine.StepOutput` (the loss,
+supplies a ``step_fn(model, batch)`` that returns a :class:`tlhelpers.training.engine.StepOutput` (the loss,
 or gradients it computed itself, see the rule there) and the loop back-propagates, steps the
 optimiser and schedule, keeps frozen BatchNorm layers in eval mode (``engine.train_mode``), shows
 the progress bar, validates periodically, records the same ``step``/``train_loss``/``seconds`` keys
@@ -25,8 +25,10 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm.auto import tqdm
 
-from tlhelpers.checkpoint import atomic_save, load_loader_state, loader_state, restore_training
-from tlhelpers.engine import (
+from tlhelpers.core.checkpoint import atomic_save, load_loader_state, loader_state, restore_training
+from tlhelpers.core.runtime import get_device
+from tlhelpers.fewshot.sampler import Episode, EpisodeSampler
+from tlhelpers.training.engine import (
     History,
     StepOutput,
     _rng_state,
@@ -35,8 +37,6 @@ from tlhelpers.engine import (
     apply_gradients,
     train_mode,
 )
-from tlhelpers.fewshot.sampler import Episode, EpisodeSampler
-from tlhelpers.runtime import get_device
 
 MetaStepFn = Callable[[nn.Module, Episode], StepOutput]
 
@@ -65,7 +65,7 @@ def meta_train(
 
     One iteration is one optimiser step: the loop draws ``meta_batch`` episodes from the sampler's
     own random stream (restarted from ``seed`` by a fresh run), calls ``step_fn`` and applies its
-    :class:`~tlhelpers.engine.StepOutput` by the rule of ``fit`` (``engine.apply_gradients``). The
+    :class:`~tlhelpers.training.engine.StepOutput` by the rule of ``fit`` (``engine.apply_gradients``). The
     checkpoint holds the sampler's stream (``checkpoint.loader_state(sampler)``) and the global RNG states, so a
     resumed run ends with exactly the weights of an uninterrupted one.
 
