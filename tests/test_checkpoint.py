@@ -44,6 +44,28 @@ def test_weights_only_refuses_code(tmp_path):
     assert "truncated" not in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("wording, shown", [
+    ("WeightsUnpickler error: Unsupported class __builtin__.print", "builtins.print"),  # torch 2.2
+    ("WeightsUnpickler error: Unsupported global: GLOBAL builtins.print was not an allowed global", "builtins.print"),
+    ("WeightsUnpickler error: Unsupported global: GLOBAL print was not an allowed global", "print"),
+    ("WeightsUnpickler error: something new", None),
+])
+def test_weights_only_refusal_names_the_object_in_each_torch_wording(tmp_path, monkeypatch, wording, shown):
+    import pickle
+
+    path = tmp_path / "evil.pt"
+    torch.save({"f": print}, path)
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError(f"Weights only load failed. {wording}")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(CheckpointError, match="refused as unsafe") as info:
+        safe_load(path)
+    named = f"a pickled Python object ({shown}), and" if shown else "a pickled Python object, and"
+    assert named in str(info.value)
+
+
 def test_garbage_is_corrupt_not_unsafe(tmp_path):
     path = tmp_path / "junk.pt"
     path.write_bytes(b"not a checkpoint at all" * 10)
@@ -175,3 +197,18 @@ def test_run_identity_ignores_the_implementation_flags_torch_versions_add():
     assert identity_changes(before, run_identity(model, opt)) == []
     opt.param_groups[0]["lr"] = 1e-2
     assert identity_changes(before, run_identity(model, opt)) == ["lr 0.001 -> 0.01"]
+
+
+def test_run_identity_survives_a_class_moving_to_another_module():
+    """Moving MiniResNet from tlhelpers.mini_resnet to tlhelpers.models.mini_resnet orphaned every checkpoint."""
+    import torch
+
+    from tlhelpers.core.checkpoint import identity_changes, run_identity
+
+    class Net(torch.nn.Linear):
+        pass
+
+    model = Net(2, 2)
+    before = run_identity(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    Net.__module__ = "somewhere.else"
+    assert identity_changes(before, run_identity(model, torch.optim.SGD(model.parameters(), lr=0.1))) == []

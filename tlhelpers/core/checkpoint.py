@@ -79,8 +79,11 @@ def safe_load(
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, zipfile errors
         if _holds_pickled_objects(path, exc):
-            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-            what = f" ({found.group(1)})" if found else ""
+            # newer torch names the object "GLOBAL builtins.print" or "GLOBAL print"; torch 2.2 says "Unsupported
+            # class __builtin__.print" (pickle protocol 2's name of the builtins module), shown as builtins.print
+            found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", str(exc))
+            name = re.sub(r"^__builtin__\.", "builtins.", found.group(1)) if found else ""
+            what = f" ({name})" if name else ""
             raise CheckpointError(
                 f"{kind} {path} was refused as unsafe (weights_only): it holds a pickled Python object{what}, "
                 f"and loading one could run code; save only tensors and plain containers (a state_dict), or {fix}"
@@ -373,9 +376,13 @@ def _plain(value: Any) -> Any:
 
 
 def _name(obj: Any) -> str:
-    """``module.qualname`` of a class or function (a ``functools.partial``: its function's)."""
+    """The qualified name of a class or function (a ``functools.partial``: its function's).
+
+    Without its module: a class that moves to another module (a library's reorganisation, a torch
+    upgrade) is still the same model or schedule, and must not orphan the checkpoints it wrote.
+    """
     obj = getattr(obj, "func", obj)
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+    return str(getattr(obj, "__qualname__", type(obj).__qualname__))
 
 
 _HYPER_PARAMETERS = ("lr", "weight_decay", "momentum", "dampening", "nesterov", "betas", "eps", "amsgrad",
