@@ -21,7 +21,7 @@ lab: $(STAMP)
 	TLH_REDUCED=$(TLH_REDUCED) $(BIN)/jupyter lab --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP)
-	@$(MAKE) --no-print-directory lint unit notebooks notebooks-full
+	@$(MAKE) --no-print-directory lint typecheck unit notebooks notebooks-full
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -45,6 +45,21 @@ def test_checksums_are_torchvisions_file_by_file():
         dataset_files("cifar")
 
 
+def test_mnist_host_is_pinned_whatever_torchvisions_mirror_order(monkeypatch):
+    # torchvision 0.17 lists yann.lecun.com first, newer versions the PyTorch mirror: the catalog (and
+    # the README's table) must not change with the installed version.
+    from torchvision.datasets import MNIST
+
+    from tlhelpers.data.catalog import MNIST_MIRROR
+
+    assert MNIST_MIRROR in MNIST.mirrors, "the pinned host is one torchvision downloads from"
+    expected = [MNIST_MIRROR + gz for gz, _ in MNIST.resources]
+    for order in (MNIST.mirrors, MNIST.mirrors[::-1], ["http://yann.lecun.com/exdb/mnist/", MNIST_MIRROR]):
+        monkeypatch.setattr(MNIST, "mirrors", list(order))
+        assert [f.url for f in dataset_files("mnist")] == expected
+    assert expected[0] == "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz"
+
+
 def test_sizes_are_recorded_only_for_files_of_the_catalog():
     names = {Path(f.path).name for d in DATASETS for f in dataset_files(d)}
     assert set(SIZES) <= names

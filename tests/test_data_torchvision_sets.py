@@ -129,11 +129,37 @@ def test_pets_layout(tmp_path, offline):
         assert np.abs(np.asarray(ds[0][0]).astype(int) - np.asarray(image)).mean() > 20
 
 
-def test_pets_species_and_default_breeds_as_torchvision_reads_them(tmp_path):
+def _pets_breeds_and_species(root: Path, split: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Pets' classes and ``(breed, species)`` targets as torchvision reads them, species 0 cat and 1 dog.
+
+    torchvision 0.18+ reads the species as its "binary-category" target: the annotation list's
+    species column (1 cat, 2 dog) minus one. torchvision 0.17 has no such target; then the species
+    come from that column here, and the breeds from torchvision.
+    """
+    try:
+        ds = torchvision.datasets.OxfordIIITPet(str(root), split, target_types=["category", "binary-category"])
+        return ds.classes, [ds[i][1] for i in range(len(ds))]
+    except ValueError as exc:
+        if "binary-category" not in str(exc):
+            raise
+    ds = torchvision.datasets.OxfordIIITPet(str(root), split, target_types="category")
+    lines = (root / "oxford-iiit-pet" / "annotations" / f"{split}.txt").read_text().splitlines()
+    species = [int(line.split()[2]) - 1 for line in lines]
+    assert len(species) == len(ds)
+    return ds.classes, [(ds[i][1], species[i]) for i in range(len(ds))]
+
+
+@pytest.mark.parametrize("targets_of", ["installed torchvision", "torchvision 0.17"])
+def test_pets_species_and_default_breeds_as_torchvision_reads_them(tmp_path, monkeypatch, targets_of):
+    if targets_of == "torchvision 0.17":  # its target types, whatever version is installed: the fallback
+        monkeypatch.setattr(torchvision.datasets.OxfordIIITPet, "_VALID_TARGET_TYPES", ("category", "segmentation"))
     write_pets(tmp_path)
-    ds = torchvision.datasets.OxfordIIITPet(str(tmp_path), "test", target_types=["category", "binary-category"])
-    assert ds.classes == ["Abyssinian", "American Bulldog", "Beagle", "Bengal"]
-    assert len(ds) == 12 and [ds[i][1] for i in (0, 3, 6, 9)] == [(0, 0), (1, 1), (2, 1), (3, 0)]
+    classes, targets = _pets_breeds_and_species(tmp_path, "test")
+    assert classes == ["Abyssinian", "American Bulldog", "Beagle", "Bengal"]
+    assert len(targets) == 12 and [targets[i] for i in (0, 3, 6, 9)] == [(0, 0), (1, 1), (2, 1), (3, 0)]
+    # the Pets rule, from the image names: a capitalised breed is a cat
+    ids = [line.split()[0] for line in (tmp_path / "oxford-iiit-pet" / "annotations" / "test.txt").read_text().splitlines()]
+    assert [species for _, species in targets] == [0 if i[:1].isupper() else 1 for i in ids]
 
 
 @pytest.mark.parametrize("name, split", [(n, s) for n in DATASETS for s in SPLITS[n]])

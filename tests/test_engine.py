@@ -433,3 +433,21 @@ def test_step_grads_replace_backward_and_history_counts_steps():
     with pytest.raises(ValueError, match="not parameters of the model"):
         fit(nn.Linear(3, 1), DataLoader(data, batch_size=2), 1, step_fn=lambda m, b, s: StepOutput(
             m(b[0]).sum(), grads={"nope": direction}), device="cpu", progress=False)
+
+
+def test_steps_per_epoch_bounds_a_dataloader_over_an_iterable_dataset_without_len():
+    # DataLoader has __len__, but it raises TypeError for an IterableDataset without one: the
+    # steps_per_epoch that the "no len()" error asks for must then be taken as given.
+    from torch.utils.data import IterableDataset
+
+    x, y = _data(48).tensors
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(zip(x, y))
+
+    loader = DataLoader(Stream(), batch_size=8)
+    with pytest.raises(TypeError):
+        len(loader)
+    history = fit(nn.Linear(8, 2), loader, 2, device="cpu", progress=False, steps_per_epoch=4)
+    assert history["step"] == [4, 8]  # 4 of the 6 batches per epoch

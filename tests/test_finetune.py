@@ -173,6 +173,23 @@ def test_plot_strategies_by_target_draws_one_bar_per_run():
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {"near target", "far target", "chance"}
 
 
+def test_plot_strategies_by_target_skips_runs_without_a_test_accuracy():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tlhelpers.training.engine import History
+    from tlhelpers.transfer.finetuning import plot_strategies_by_target
+
+    def result(strategy, acc):
+        return StrategyResult(strategy, torch.nn.Identity(), History(), 1, 1, 0.1, acc, True)
+
+    # run_strategy without a test_loader leaves test_acc None: no bar, the others drawn where they belong
+    near = [result(s, acc) for s, acc in zip(STRATEGIES[:3], (0.5, None, 0.25))]
+    fig = plot_strategies_by_target({"near": near})
+    bars = sorted((round(p.get_x() + p.get_width() / 2, 6), round(p.get_height(), 6)) for p in fig.axes[0].patches)
+    assert bars == [(0.0, 50.0), (2.0, 25.0)]
+
+
 def test_plot_strategies_by_target_house_style():
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_hex

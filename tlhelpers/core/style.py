@@ -17,7 +17,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Fixed colours of the methods the course compares (colour-blind-safe Okabe-Ito palette first).
 METHOD_COLOURS: dict[str, str] = {
@@ -94,7 +97,7 @@ def legend_outside(ax: Any, **kwargs: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8, **kwargs)
 
 
-def finish(fig: Any) -> Any:
+def finish(fig: Figure) -> Figure:
     """Lay out ``fig``, close it (so the inline backend does not show it a second time) and return it."""
     import matplotlib.pyplot as plt
 

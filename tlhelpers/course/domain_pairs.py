@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,15 +218,15 @@ def load_pair(
     _check_name(target)
     if source == target:
         raise ValueError(f"source and target are both {source!r}; pick two different domains, e.g. {PAIRS[1]}.")
-    kw = {"root": root, "image_size": image_size, "download": download}
+    load = functools.partial(load_domain, root=root, image_size=image_size, download=download)
     # Different seeds per domain and split, so generated domains never share a random stream.
     pair = DomainPair(
         source,
         target,
-        load_domain(source, "train", n=n_train, seed=seed, **kw),
-        load_domain(source, "test", n=n_test, seed=seed + 1, **kw),
-        load_domain(target, "train", n=n_train, seed=seed + 2, **kw),
-        load_domain(target, "test", n=n_test, seed=seed + 3, **kw),
+        load(source, "train", n=n_train, seed=seed),
+        load(source, "test", n=n_test, seed=seed + 1),
+        load(target, "train", n=n_train, seed=seed + 2),
+        load(target, "test", n=n_test, seed=seed + 3),
     )
     check_compatible(pair.source_train, pair.target_train)
     return pair

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def topk(logits: Tensor, classes: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
@@ -56,7 +59,7 @@ def grid_title(true_name: str, pred_name: str) -> str:
 
 def prediction_grid(
     images: Tensor, labels: Sequence[int], preds: Sequence[int], classes: Sequence[str], ncols: int = 6
-) -> Any:
+) -> Figure:
     """Images with their true and predicted labels (green when right, red when wrong).
 
     Right and wrong are told by more than colour: each title starts with "✓ right" or "✗ WRONG"

@@ -29,13 +29,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, RandomSampler
 
 from tlhelpers.data.balanced import balanced_indices
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: The map's methods, in the order the table and the plot show them.
 METHODS: tuple[str, ...] = ("scratch", "linear_probe", "partial", "full", "prototype")
@@ -311,7 +314,7 @@ def map_markdown(summary: Sequence[Mapping[str, Any]], best: Sequence[Mapping[st
 
 
 def plot_strategy_map(summary: Sequence[Mapping[str, Any]], best: Sequence[Mapping[str, Any]] | None = None,
-                      chance: float = 0.1) -> Any:
+                      chance: float = 0.1) -> Figure:
     """Test accuracy against labelled images per class: one panel per target, one line per method.
 
     Args:

@@ -4,8 +4,9 @@ Datasets go under the data root (``TLH_DATA``, default ``data/``) in torchvision
 in its archive's layout); pretrained weights go in ``$TORCH_HOME/hub/checkpoints/`` (default
 ``~/.cache/torch``). Addresses and MD5 checksums are read from torchvision's dataset classes (and
 :mod:`tlhelpers.data.mnistm`), weights file names and sizes from torchvision's weights enums, so
-they follow the installed torchvision. Dataset sizes are the byte counts their publishers list
-(:data:`SIZES`); a size we could not find is shown as "not recorded", never guessed.
+they follow the installed torchvision; only MNIST's host is pinned (:data:`MNIST_MIRROR`), since
+torchvision versions list its mirrors in different orders. Dataset sizes are the byte counts their
+publishers list (:data:`SIZES`); a size we could not find is shown as "not recorded", never guessed.
 
 The README's files table is :func:`files_markdown` (``tools/update_results.py`` writes it), and
 ``tools/run_benchmarks.py`` asks :func:`missing_files` what a benchmark lacks before starting it.
@@ -39,6 +40,12 @@ SIZES: dict[str, int] = {
     "images_background.zip": 9_464_212,
     "images_evaluation.zip": 6_462_886,
 }
+
+
+#: The host MNIST's files are listed from. torchvision tries each of ``MNIST.mirrors`` in turn; their
+#: order differs between versions (0.17 lists yann.lecun.com first, newer ones this mirror), so the
+#: catalog, and the README's table made from it, names this one whichever torchvision is installed.
+MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,7 @@ def dataset_files(name: str) -> tuple[DataFile, ...]:
         return tuple(_file(name, "oxford-iiit-pet", url, md5, Path(urlparse(url).path).name.split(".")[0] + "/")
                      for url, md5 in tv.OxfordIIITPet._RESOURCES)
     if name == "mnist":  # torchvision keeps the .gz files and reads the unpacked ones beside them
-        return tuple(_file(name, "MNIST/raw", tv.MNIST.mirrors[0] + gz, md5, gz[: -len(".gz")])
+        return tuple(_file(name, "MNIST/raw", MNIST_MIRROR + gz, md5, gz[: -len(".gz")])
                      for gz, md5 in tv.MNIST.resources)
     if name == "usps":
         return tuple(_file(name, "usps", tv.USPS.split_list[s][0], tv.USPS.split_list[s][2]) for s in ("train", "test"))

@@ -179,7 +179,9 @@ def load_omniglot(
     cached = _cached(cache)
     if cached is not None:
         return cached
-    parts, labels, classes = [], [], []
+    parts: list[np.ndarray] = []
+    labels: list[int] = []
+    classes: list[str] = []
     for split in ("background", "evaluation"):
         folder = load_dataset("omniglot", split, root=base, download=download)
         images, split_labels = _decode(folder, image_size, f"decode omniglot {split}", progress)

@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -87,13 +89,15 @@ class DigitNet(nn.Module):
 
     def get_classifier(self) -> nn.Linear:
         """The head's linear layer, ``head.1``."""
-        return self.head[1]
+        # nn.Sequential's indexing is typed as Module; head.1 is always the nn.Linear set here
+        return cast(nn.Linear, self.head[1])
 
     def reset_classifier(self, num_classes: int) -> nn.Linear:
         """A fresh linear layer for ``num_classes`` classes behind the head's dropout; returns it."""
-        old = self.head[1]
-        self.head[1] = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
-        return self.head[1]
+        old = self.get_classifier()
+        new = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+        self.head[1] = new
+        return new
 
 
 class DomainDiscriminator(nn.Module):

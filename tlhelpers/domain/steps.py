@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from tlhelpers.domain.dann import DANN, domain_accuracy
 from tlhelpers.domain.grl import grl_lambda
@@ -63,7 +63,7 @@ def dann_step(model: DANN, batch: Any, state: TrainState) -> StepOutput:
     domain_logits = model.domain_logits(features, lambda_).float()
     is_target = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).to(domain_logits.device)
     domain_loss = F.binary_cross_entropy_with_logits(domain_logits, is_target)
-    metrics = {
+    metrics: dict[str, float | Tensor] = {
         "class_loss": class_loss.item(),
         "domain_loss": domain_loss.item(),
         "domain_acc": domain_accuracy(domain_logits, is_target),

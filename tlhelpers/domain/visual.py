@@ -14,14 +14,18 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from tlhelpers.core.runtime import get_device
+from tlhelpers.models.api import forward_features
 from tlhelpers.training.engine import History, to_device
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @torch.inference_mode()
@@ -29,6 +33,8 @@ def feature_vectors(
     model: nn.Module, loader: Iterable[Any], *, device: str | torch.device | None = None
 ) -> tuple[Tensor, Tensor | None]:
     """``model.forward_features`` over a loader of ``(x, y)`` or ``x`` batches, in eval mode.
+
+    Through :func:`tlhelpers.models.api.forward_features`: a model without the method gives its head's input.
 
     Returns:
         ``(features, labels)`` on the CPU; ``labels`` is None when the loader yields images only.
@@ -41,7 +47,7 @@ def feature_vectors(
     feats, labels = [], []
     for batch in loader:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        feats.append(model.forward_features(to_device(x, dev)).float().cpu())
+        feats.append(forward_features(model, to_device(x, dev)).float().cpu())
         if isinstance(batch, (tuple, list)):
             labels.append(torch.as_tensor(batch[1]))
     return torch.cat(feats), (torch.cat(labels) if labels else None)
@@ -54,7 +60,7 @@ def plot_domain_embedding(
     title: str = "",
     class_names: Sequence[str] | None = None,
     note: str = "",
-) -> Any:
+) -> Figure:
     """Two scatter panels of 2-D points: coloured by domain (left) and by class (right).
 
     Source points are dots, target points crosses, in both panels; each panel has a legend outside
@@ -98,7 +104,7 @@ def plot_domain_embedding(
     return finish(fig)
 
 
-def plot_sample_grid(source: Any, target: Any, n: int = 10, names: tuple[str, str] = ("source", "target")) -> Any:
+def plot_sample_grid(source: Any, target: Any, n: int = 10, names: tuple[str, str] = ("source", "target")) -> Figure:
     """The first ``n`` images of two datasets of ``(image, label)`` items, one row per domain (closed figure)."""
     import matplotlib.pyplot as plt
 
@@ -115,7 +121,7 @@ def plot_sample_grid(source: Any, target: Any, n: int = 10, names: tuple[str, st
     return finish(fig)
 
 
-def plot_training_signals(histories: Mapping[str, History]) -> Any:
+def plot_training_signals(histories: Mapping[str, History]) -> Figure:
     """Domain-classifier accuracy (with the 0.5 chance line) and ``lambda`` per epoch, per run.
 
     A colour per run (:func:`tlhelpers.core.style.method_colour`), whole-number epochs, one legend

@@ -167,7 +167,7 @@ def meta_gradient_autograd(
     :func:`meta_gradient` and to time the two (``benchmarks/fewshot.py``).
     """
     names = [k for k, v in model.named_parameters() if v.requires_grad]
-    params = {k: v for k, v in model.named_parameters() if v.requires_grad}
+    params: Params = {k: v for k, v in model.named_parameters() if v.requires_grad}
     total = {k: torch.zeros_like(v) for k, v in params.items()}
     losses, accs = [], []
     for t in range(batch.num_tasks):

@@ -27,8 +27,7 @@ Example:
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import Tensor, nn
 
@@ -69,8 +68,9 @@ def head_name(model: nn.Module) -> str:
     Raises:
         ValueError: if the model has no linear layer to act as a head.
     """
-    if callable(getattr(model, "get_classifier", None)):
-        head = model.get_classifier()
+    get_classifier = getattr(model, "get_classifier", None)
+    if callable(get_classifier):
+        head = get_classifier()
         for name, module in model.named_modules():
             if module is head and name:
                 return name
@@ -79,7 +79,8 @@ def head_name(model: nn.Module) -> str:
 
 def get_head(model: nn.Module) -> nn.Linear:
     """The classification head of ``model`` (see :func:`head_name`)."""
-    return model.get_submodule(head_name(model))
+    # get_submodule is typed as Module; the head is the linear layer head_name found
+    return cast(nn.Linear, model.get_submodule(head_name(model)))
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
@@ -93,10 +94,11 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
     """
     if num_classes < 2:
         raise ValueError(f"num_classes={num_classes} is too small; a classifier head needs at least 2 classes.")
-    if _has_methods(model) and not isinstance(model, ClassifierInterface):
-        return model.reset_classifier(num_classes)
+    own = getattr(model, "reset_classifier", None)
+    if callable(own) and _has_methods(model) and not isinstance(model, ClassifierInterface):
+        return own(num_classes)
     name = _linear_head_name(model)
-    old = model.get_submodule(name)
+    old = cast(nn.Linear, model.get_submodule(name))  # _linear_head_name names an nn.Linear
     new = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
     parent, _, leaf = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, leaf, new)
@@ -116,7 +118,15 @@ def _head_input(model: nn.Module, head: nn.Module, x: Tensor) -> Tensor:
     return captured[0]
 
 
-class ClassifierInterface:
+if TYPE_CHECKING:
+    # The mixin is only ever a base next to an nn.Module subclass (see _interface_class): its methods
+    # use nn.Module's API, which the type checker then knows.
+    _ModuleBase = nn.Module
+else:
+    _ModuleBase = object
+
+
+class ClassifierInterface(_ModuleBase):
     """The interface :func:`attach_interface` adds to a classifier whose head is its final ``nn.Linear``.
 
     A mixin: :func:`attach_interface` makes the model an instance of a class derived from this and
@@ -127,11 +137,11 @@ class ClassifierInterface:
 
     def get_classifier(self) -> nn.Linear:
         """The head: the final linear layer (see :func:`head_name`)."""
-        return self.get_submodule(_linear_head_name(self))  # type: ignore[attr-defined]
+        return cast(nn.Linear, self.get_submodule(_linear_head_name(self)))  # _linear_head_name names an nn.Linear
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The pooled features the head sees, shape ``(N, num_features)``."""
-        return _head_input(self, self.get_classifier(), x)  # type: ignore[arg-type]
+        return _head_input(self, self.get_classifier(), x)
 
     def forward_head(self, features: Tensor) -> Tensor:
         """Class scores of ``features``, shape ``(N, num_classes)``."""
@@ -144,20 +154,26 @@ class ClassifierInterface:
 
     def reset_classifier(self, num_classes: int) -> nn.Linear:
         """A fresh ``nn.Linear(num_features, num_classes)`` head on the same device; returns it."""
-        return replace_head(self, num_classes)  # type: ignore[arg-type]
+        return replace_head(self, num_classes)
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         # pickle and deepcopy rebuild the derived class from the model's own (importable) class
-        return _rebuild, (self._interface_base,), self.__getstate__()  # type: ignore[misc]
+        return _rebuild, (self._interface_base,), self.__getstate__()
 
 
-@functools.cache
+#: One derived class per base class (a model's class must be the same object for every instance).
+_INTERFACE_CLASSES: dict[type[nn.Module], type[nn.Module]] = {}
+
+
 def _interface_class(base: type[nn.Module]) -> type[nn.Module]:
     # The base's name, module and qualname: repr, family look-ups (head_name) and the model name
     # recorded in fit's checkpoints (tlhelpers.core.checkpoint.run_identity) stay those of the base.
-    attrs = {"_interface_base": base, "__module__": base.__module__, "__qualname__": base.__qualname__,
-             "__doc__": base.__doc__}
-    return type(base.__name__, (ClassifierInterface, base), attrs)
+    # A plain dict rather than functools.cache: the type checker does not take classes as Hashable.
+    if base not in _INTERFACE_CLASSES:
+        attrs = {"_interface_base": base, "__module__": base.__module__, "__qualname__": base.__qualname__,
+                 "__doc__": base.__doc__}
+        _INTERFACE_CLASSES[base] = type(base.__name__, (ClassifierInterface, base), attrs)
+    return _INTERFACE_CLASSES[base]
 
 
 def _rebuild(base: type[nn.Module]) -> nn.Module:

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import torch
@@ -168,7 +169,7 @@ def build_classifier(
             stacklevel=2,
         )
     kwargs: dict[str, object] = dict(_SCRATCH_OVERRIDES.get(arch, {}))
-    if state is not None:
+    if enum is not None and state is not None:  # a state comes only with weights
         kwargs = {"num_classes": len(enum.meta["categories"]), **_WEIGHT_OVERRIDES.get(arch, {})}
     model = _EXTRA_ARCHS[arch]() if arch in _EXTRA_ARCHS else get_model(arch, weights=None, **kwargs)
     if state is not None:
@@ -205,7 +206,8 @@ def drop_aux_heads(model: nn.Module) -> nn.Module:
         if getattr(model, name, None) is not None:
             setattr(model, name, None)
     if aux:
-        model.aux_logits = False
+        # a plain bool attribute of GoogLeNet and Inception3 (Module's typing knows tensors and modules only)
+        cast(Any, model).aux_logits = False
     return model
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
@@ -114,7 +115,7 @@ class MiniVGG(nn.Module):
         for m in self.features:
             if isinstance(m, nn.Conv2d) and not standardize:
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d) and m.bias is not None:  # vgg_features' convs all have one
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -134,17 +135,19 @@ class MiniVGG(nn.Module):
     @property
     def num_features(self) -> int:
         """Length of the feature vector (the width of ``fc7``)."""
-        return self.classifier[6].in_features
+        return self.get_classifier().in_features
 
     def get_classifier(self) -> nn.Linear:
         """The head, ``classifier.6``."""
-        return self.classifier[6]
+        # nn.Sequential's indexing is typed as Module; classifier.6 is always the nn.Linear set here
+        return cast(nn.Linear, self.classifier[6])
 
     def reset_classifier(self, num_classes: int) -> nn.Linear:
         """A fresh ``classifier.6`` for ``num_classes`` classes on the same device and dtype; returns it."""
-        old = self.classifier[6]
-        self.classifier[6] = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
-        return self.classifier[6]
+        old = self.get_classifier()
+        new = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+        self.classifier[6] = new
+        return new
 
 
 def mini_vgg(num_classes: int = 1000, **kwargs: object) -> MiniVGG:

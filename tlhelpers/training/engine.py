@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -41,6 +41,10 @@ from tlhelpers.core.checkpoint import (
     safe_load,
 )
 from tlhelpers.core.runtime import autocast, get_device, make_grad_scaler
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.typing import LineStyleType
 
 
 @dataclass
@@ -147,7 +151,7 @@ class History:
         n = max((len(v) for v in columns.values()), default=0)
         return cls({k: v[i] for k, v in columns.items() if i < len(v)} for i in range(n))
 
-    def plot(self, label: str | None = None, axes: Any = None, *, chance: float | None = None) -> Any:
+    def plot(self, label: str | None = None, axes: Any = None, *, chance: float | None = None) -> Figure:
         """Loss and accuracy curves per epoch, on two axes; returns the figure.
 
         House style (:mod:`tlhelpers.core.style`): the run's colour comes from ``label`` (a method name such
@@ -219,7 +223,7 @@ def _history_legend(axes: Any) -> None:
     from tlhelpers.core.style import legend_outside
 
     runs: dict[str, Any] = {}
-    splits: dict[str, str] = {}
+    splits: dict[str, LineStyleType] = {}
     others: dict[str, Any] = {}
     for ax in axes:
         for line in ax.get_lines():
@@ -228,7 +232,8 @@ def _history_legend(axes: Any) -> None:
                 run, split = gid[len(_HISTORY_GID):].split("\x1f")
                 if run:
                     runs.setdefault(run, line.get_color())
-                splits.setdefault(split, line.get_linestyle())
+                # get_linestyle is typed str but returns one of the styles matplotlib accepts
+                splits.setdefault(split, cast("LineStyleType", line.get_linestyle()))
             elif not line.get_label().startswith("_"):
                 others.setdefault(line.get_label(), line)
     handles = [Line2D([], [], color=c, linestyle="-", linewidth=2.5) for c in runs.values()]
@@ -319,7 +324,8 @@ class _Tally:
 
     def __init__(self) -> None:
         self.sums: dict[str, Any] = {}
-        self.steps, self.correct, self.seen = 0, 0, 0
+        self.steps, self.seen = 0, 0
+        self.correct: int | Tensor = 0  # a device tensor once a step had logits: no GPU sync per step
 
     def add(self, out: StepOutput) -> None:
         # Sums stay on the device: no GPU sync per step, one at each record.
@@ -377,7 +383,7 @@ def distributed_loader(
         The ``DataLoader``.
     """
     initialised = dist.is_available() and dist.is_initialized()
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[Any] = DistributedSampler(
         dataset, num_replicas=dist.get_world_size() if initialised else 1, rank=dist.get_rank() if initialised else 0,
         shuffle=shuffle, seed=seed, drop_last=drop_last,
     )
@@ -385,10 +391,12 @@ def distributed_loader(
 
 
 def _rng_state() -> dict[str, Any]:
+    # numpy's global generator is an MT19937: its legacy state is the tuple (name, key, pos, has_gauss, gauss)
+    _, key, pos, *_ = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-        "numpy_pos": int(np.random.get_state()[2]),
+        "numpy": torch.from_numpy(key.astype(np.int64)),
+        "numpy_pos": int(pos),
         "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
     }
     if torch.cuda.is_available():
@@ -521,7 +529,8 @@ def fit(
         except TypeError:
             raise ValueError("train_loader has no len(); pass steps_per_epoch=.") from None
     else:
-        steps_per_epoch = min(steps_per_epoch, len(train_loader)) if hasattr(train_loader, "__len__") else steps_per_epoch
+        n_batches = _length(train_loader)
+        steps_per_epoch = min(steps_per_epoch, n_batches) if n_batches is not None else steps_per_epoch
     if steps_per_epoch < 1:
         raise ValueError(f"train_loader is empty ({steps_per_epoch} batches per epoch); give it data, or a batch_size "
                          "no larger than the dataset when drop_last=True.")
@@ -574,8 +583,9 @@ def fit(
     for epoch in epoch_bar:
         t0 = time.perf_counter()
         train_mode(net)
-        if hasattr(loader_sampler, "set_epoch"):
-            loader_sampler.set_epoch(epoch)  # a DistributedSampler's shuffle changes every epoch
+        set_epoch = getattr(loader_sampler, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)  # a DistributedSampler's shuffle changes every epoch
         tally = _Tally()
         # The bar counts steps but never holds the loader: a notebook's bars live on in reference
         # cycles until the garbage collector runs, and a loader they held would keep its worker
@@ -619,7 +629,7 @@ def fit(
         record["seconds"] = time.perf_counter() - t0
         out_of_time = time_limit is not None and epoch + 1 < num_epochs and time.perf_counter() - started >= time_limit
         if distributed:  # rank 0's record and decision: the same History, and the same last epoch, everywhere
-            shared = [record, out_of_time]
+            shared: list[Any] = [record, out_of_time]
             dist.broadcast_object_list(shared, src=0)
             record, out_of_time = shared
         history.append(record)

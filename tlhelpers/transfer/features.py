@@ -20,7 +20,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -42,18 +42,22 @@ class LayerNotFoundError(ValueError):
     """A layer name that the model does not have."""
 
 
-def _is_vgg_layout(model: nn.Module) -> bool:
-    """``features`` of 3x3 convs, ReLUs, (BatchNorms) and max-pools; ``classifier`` of three Linears."""
+def _vgg_parts(model: nn.Module) -> tuple[nn.Sequential, nn.Sequential] | None:
+    """``(features, classifier)`` of a VGG-layout model, else None.
+
+    VGG layout: ``features`` of 3x3 convs, ReLUs, (BatchNorms) and max-pools; ``classifier`` of three Linears.
+    """
     feats, head = getattr(model, "features", None), getattr(model, "classifier", None)
     if not isinstance(feats, nn.Sequential) or not isinstance(head, nn.Sequential):
-        return False
+        return None
     convs = [m for m in feats if isinstance(m, nn.Conv2d)]
-    return (
+    vgg = (
         bool(convs) and all(isinstance(m, _VGG_FEATURE_TYPES) for m in feats)
         and all(m.kernel_size == (3, 3) for m in convs) and any(isinstance(m, nn.MaxPool2d) for m in feats)
         and all(isinstance(m, _VGG_CLASSIFIER_TYPES) for m in head)
         and sum(isinstance(m, nn.Linear) for m in head) == 3
     )
+    return (feats, head) if vgg else None
 
 
 def vgg_aliases(model: nn.Module) -> dict[str, str]:
@@ -66,11 +70,13 @@ def vgg_aliases(model: nn.Module) -> dict[str, str]:
     convolution) and ``features.33`` in ``vgg19`` (its 15th), and the same index in ``mini_vgg`` as
     in ``vgg16``.
     """
-    if not _is_vgg_layout(model):
+    parts = _vgg_parts(model)
+    if parts is None:
         return {}
+    feats, head = parts
     aliases: dict[str, str] = {}
     block, conv = 1, 0
-    for i, m in enumerate(model.features):
+    for i, m in enumerate(feats):
         if isinstance(m, nn.Conv2d):
             conv += 1
             aliases[f"conv{block}_{conv}"] = f"features.{i}"
@@ -79,7 +85,6 @@ def vgg_aliases(model: nn.Module) -> dict[str, str]:
         elif isinstance(m, nn.MaxPool2d):
             aliases[f"pool{block}"] = f"features.{i}"
             block, conv = block + 1, 0
-    head = model.classifier
     linears = [i for i, m in enumerate(head) if isinstance(m, nn.Linear)]
     for k, i in enumerate(linears[:-1]):
         after = i + 1 if i + 1 < len(head) and isinstance(head[i + 1], nn.ReLU) else i
@@ -126,7 +131,7 @@ def _resnet_name(model: nn.Module) -> str | None:
     """torchvision's name of a ResNet from its structure: depth, block type, groups and width."""
     if not _is_resnet_layout(model):
         return None
-    first = model.layer1[0]
+    first = cast(nn.Sequential, model.layer1)[0]  # _is_resnet_layout checked: an nn.Sequential of blocks
     blocks = sum(len(getattr(model, stage)) for stage in _RESNET_STAGES)
     convs = 3 if hasattr(first, "conv3") else 2
     depth = convs * blocks + 2
@@ -135,7 +140,7 @@ def _resnet_name(model: nn.Module) -> str | None:
         width = conv2.out_channels  # 64 * base_width / 64 * groups
         if conv2.groups > 1:
             return f"resnext{depth}_{conv2.groups}x{width // conv2.groups}d"
-        if width == 2 * first.conv1.in_channels:
+        if width == 2 * cast(nn.Conv2d, first.conv1).in_channels:  # a bottleneck's conv1 (it has a conv3)
             return f"wide_resnet{depth}_2"
     return f"resnet{depth}"
 
@@ -144,9 +149,10 @@ def _arch_name(model: nn.Module, name: str | None) -> str:
     if name:
         return name
     cls = type(model).__name__
-    if cls == "VGG" and _is_vgg_layout(model):  # vgg11 ... vgg19(_bn): weight layers = convs + 3 Linears
-        n_convs = sum(isinstance(m, nn.Conv2d) for m in model.features)
-        bn = any(isinstance(m, nn.BatchNorm2d) for m in model.features)
+    parts = _vgg_parts(model) if cls == "VGG" else None
+    if parts is not None:  # vgg11 ... vgg19(_bn): weight layers = convs + 3 Linears
+        n_convs = sum(isinstance(m, nn.Conv2d) for m in parts[0])
+        bn = any(isinstance(m, nn.BatchNorm2d) for m in parts[0])
         return f"vgg{n_convs + 3}{'_bn' if bn else ''}"
     if cls == "ResNet":
         return _resnet_name(model) or "resnet"
@@ -275,6 +281,37 @@ def _pool(out: Tensor, pool: bool) -> Tensor:
     if out.ndim == 4 and pool:
         return out.float().mean(dim=(2, 3))
     return out.float().flatten(1)
+
+
+# A str is a Sequence[str] too: the str overload comes first and wins (typeshed's idiom for this overlap).
+@overload
+def extract_features(  # type: ignore[overload-overlap]
+    model_or_name: nn.Module | str,
+    layer: str,
+    loader: DataLoader,
+    *,
+    cache_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    progress: bool = True,
+    pool: bool = True,
+    model_name: str | None = None,
+) -> tuple[Tensor, Tensor]: ...
+
+
+@overload
+def extract_features(
+    model_or_name: nn.Module | str,
+    layer: Sequence[str],
+    loader: DataLoader,
+    *,
+    cache_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    progress: bool = True,
+    pool: bool = True,
+    model_name: str | None = None,
+) -> tuple[dict[str, Tensor], Tensor]: ...
 
 
 def extract_features(

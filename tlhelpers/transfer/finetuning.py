@@ -20,7 +20,7 @@ import functools
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,9 @@ from tlhelpers.training.engine import History, evaluate, fit
 from tlhelpers.training.freezing import count_parameters, unfreeze, unfreeze_last
 from tlhelpers.training.param_groups import discriminative_groups, param_groups
 from tlhelpers.training.schedules import warmup_cosine
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -101,10 +104,10 @@ def prepare_model(
         weights: the torchvision weights for pretrained strategies (e.g. ImageNet).
         source_state: a state dict from your own pretraining, used instead of ``weights``.
     """
-    use_source = strategy.pretrained and source_state is not None
-    built = build_classifier(arch, num_classes, weights if strategy.pretrained and not use_source else None)
-    if use_source:
-        load_backbone_state(built.model, source_state)
+    source = source_state if strategy.pretrained else None
+    built = build_classifier(arch, num_classes, weights if strategy.pretrained and source is None else None)
+    if source is not None:
+        load_backbone_state(built.model, source)
         built.weights_loaded = True
     if strategy.last_stages is None:
         unfreeze(built.model)
@@ -196,7 +199,7 @@ def results_table(results: Iterable[StrategyResult]) -> str:
     return "\n".join(lines)
 
 
-def plot_strategies_by_target(by_target: Mapping[str, Iterable[StrategyResult]], chance: float | None = None) -> Any:
+def plot_strategies_by_target(by_target: Mapping[str, Iterable[StrategyResult]], chance: float | None = None) -> Figure:
     """Grouped bars of test accuracy: one group per strategy, one bar per target; returns the Figure.
 
     House style: each target keeps its colour (``near`` blue, ``far`` vermillion, see
@@ -206,7 +209,8 @@ def plot_strategies_by_target(by_target: Mapping[str, Iterable[StrategyResult]],
 
     Args:
         by_target: ``{target name: results}``, e.g. ``{"near": near.values(), "far": far.values()}``; a
-            strategy missing from a target simply has no bar there.
+            strategy missing from a target, or run there without a test loader (``test_acc`` None),
+            simply has no bar there.
         chance: draw the chance line at this accuracy (e.g. ``1 / num_classes``).
     """
     import matplotlib.pyplot as plt
@@ -221,8 +225,9 @@ def plot_strategies_by_target(by_target: Mapping[str, Iterable[StrategyResult]],
     width = 0.8 / max(1, len(runs))
     fig, ax = plt.subplots(figsize=(1.7 * len(keys) + 3.0, 3.8))
     for i, (target, results) in enumerate(runs.items()):
-        xs = [j + (i - (len(runs) - 1) / 2) * width for j, key in enumerate(keys) if key in results]
-        accs = [100 * results[key].test_acc for key in keys if key in results]
+        tested = {key: r.test_acc for key, r in results.items() if r.test_acc is not None}
+        xs = [j + (i - (len(runs) - 1) / 2) * width for j, key in enumerate(keys) if key in tested]
+        accs = [100 * tested[key] for key in keys if key in tested]
         bars = ax.bar(xs, accs, width, label=f"{target} target", color=method_colour(target), edgecolor="white")
         ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=1)
     if chance is not None:

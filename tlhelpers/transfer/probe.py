@@ -21,13 +21,16 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from tlhelpers.core.runtime import get_device
 from tlhelpers.training.engine import History, evaluate, fit
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _HEADS = ("linear", "mlp")
 
@@ -111,6 +114,9 @@ class Standardize(nn.Module):
     features): dividing by its tiny std would turn any nonzero value on new images into a huge
     input (a z-score of 80,000 for VGG features of 300 images) and the loss on them into nonsense.
     """
+
+    mean: Tensor  # buffers, registered in __init__
+    std: Tensor
 
     def __init__(self, mean: Tensor, std: Tensor) -> None:
         super().__init__()
@@ -206,7 +212,7 @@ def train_linear_probe(
     layers: list[nn.Module] = [Standardize(x.mean(0), x.std(0))] if standardize else []
     model = nn.Sequential(*layers, make_head(x.shape[1], n_cls, head, hidden))
     train_loader = FeatureLoader(x, train_labels, batch_size, shuffle=True, seed=seed)
-    val_loader = FeatureLoader(val_features, val_labels, 1024) if val_features is not None else None
+    val_loader = FeatureLoader(val_features, val_labels, 1024) if val_features is not None and val_labels is not None else None
     dev = get_device(device)
     t0 = time.perf_counter()
     with cpu_threads(threads, dev):
@@ -270,7 +276,7 @@ def plot_layer_probes(
     chance: float | None = None,
     metric: str = "test_acc",
     title: str | None = None,
-) -> Any:
+) -> Figure:
     """Probe accuracy per layer: one colour per target, solid for pretrained and dashed for random weights.
 
     Args:
@@ -321,7 +327,7 @@ def plot_probe_curves(
     chance: float | None = None,
     eval_name: str = "validation",
     log_loss: bool = False,
-) -> Any:
+) -> Figure:
     """Loss and accuracy per epoch of several probes: a colour per probe, training dashed, evaluation solid.
 
     Args:

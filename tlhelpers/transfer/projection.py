@@ -13,10 +13,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _METHODS = ("pca", "tsne")
 _MARKERS = ("o", "^", "s", "x", "D", "v", "*", "P")
@@ -160,7 +163,7 @@ def scatter_2d(
     group_names: Sequence[str] | None = None,
     title: str | None = None,
     ax: Any = None,
-) -> Any:
+) -> Figure:
     """Scatter 2-D points coloured by label, with one marker shape per group.
 
     Args:

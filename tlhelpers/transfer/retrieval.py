@@ -8,11 +8,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def cosine_neighbors(
@@ -85,7 +88,7 @@ def show_neighbors(
     class_names: Sequence[str] | None = None,
     *,
     digits: int = 3,
-) -> Any:
+) -> Figure:
     """A row of images: the query, then its neighbours, each titled with its rank, class and similarity.
 
     A neighbour of the query's class is marked twice, so the match reads without colour: a check
