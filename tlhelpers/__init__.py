@@ -5,7 +5,7 @@ The names a project needs are importable from the package itself, e.g.
 (``from tlhelpers.fewshot.plots import plot_episode``). The top-level names are loaded lazily
 (PEP 562): ``import tlhelpers`` imports neither torch nor any submodule, and a name's module is
 imported the first time the name is used. Importing the package has no side effects (no seeding, no device
-probing, no downloads) beyond registering the old module paths of release 0.1 (see ``_compat``).
+probing, no downloads) beyond registering the flat layout's old module paths (see ``_compat``).
 
 Example:
     >>> from tlhelpers import build_classifier, fit, get_device

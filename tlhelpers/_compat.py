@@ -1,4 +1,4 @@
-"""Old import paths of the flat layout (release 0.1), kept for one release with a DeprecationWarning.
+"""Old import paths of the flat layout, kept for one release with a DeprecationWarning.
 
 ``import tlhelpers.engine`` still works and gives a module that forwards every attribute to
 ``tlhelpers.training.engine``, after warning once where the module lives now. The table below is
@@ -73,7 +73,7 @@ class _OldPathLoader(importlib.abc.Loader):
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         warnings.warn(
-            f"{spec.name} moved to {self.target} in tlhelpers 0.2; import from {self.target} "
+            f"{spec.name} moved to {self.target} (the layered layout); import from {self.target} "
             "(the old path goes in the next release).",
             DeprecationWarning,
             stacklevel=2,
