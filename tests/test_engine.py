@@ -253,6 +253,8 @@ class _CyclicBar:
         pass
 
 
+# Python 3.12+ warns that fork() in a multi-threaded process may deadlock; DataLoader's workers fork by default.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_worker_processes_end_with_their_loader_even_when_progress_bars_linger(monkeypatch):
     """A loader's persistent workers (and their pipes) must not outlive it through a progress bar.
 
