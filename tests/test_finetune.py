@@ -60,6 +60,34 @@ def test_finetune_targets_are_balanced_disjoint_and_deterministic(target):
     assert torch.equal(train.images, again.images) and not torch.equal(train.images, other.images)
 
 
+def test_pets_laptop_subset_is_balanced_disjoint_and_decodes_only_what_it_uses(tmp_path, monkeypatch):
+    from fakes import write_pets
+
+    from tlhelpers.data import tensor_cache
+
+    breeds = ("Abyssinian", "american_bulldog", "Bengal")
+    rows = write_pets(tmp_path, breeds=breeds, n_trainval=7, n_test=5, size=(40, 30))
+    decoded = []
+    real = tensor_cache.to_tensor_dataset
+    monkeypatch.setattr(tensor_cache, "to_tensor_dataset", lambda ds, *a, **k: decoded.append(len(ds)) or real(ds, *a, **k))
+    train, val, test = load_finetune_data(False, 24, n_per_class=3, n_test_per_class=2, root=tmp_path, progress=False)
+    assert decoded == [3 * 2, 3 * (3 + 2)]  # test sample, then train + validation samples: nothing else decoded
+    for ds, n in ((train, 3), (val, 2), (test, 2)):
+        assert torch.bincount(ds.labels, minlength=3).tolist() == [n] * 3
+    assert train.classes == val.classes == test.classes and len(train.classes) == 3
+    seen = {bytes(img.numpy()) for img in train.images}
+    assert not any(bytes(img.numpy()) in seen for img in val.images)
+    # the same seed gives the same sample (read back from the cache), another seed other images
+    assert len(list((tmp_path / "cache").glob("pets_*per_class_seed0.pt"))) == 2
+    again = load_finetune_data(False, 24, n_per_class=3, n_test_per_class=2, root=tmp_path, progress=False)
+    assert torch.equal(again[0].images, train.images)
+    other = load_finetune_data(False, 24, n_per_class=3, n_test_per_class=2, root=tmp_path, progress=False, seed=1)
+    assert not torch.equal(other[0].images, train.images)
+    # without a sample, everything (the full budget)
+    full_train, full_val, full_test = load_finetune_data(False, 24, root=tmp_path, progress=False)
+    assert (len(full_train) + len(full_val), len(full_test)) == (len(rows["trainval"]), len(rows["test"]))
+
+
 def test_far_target_has_the_fine_textures_near_lacks():
     near = load_finetune_data(True, 32, n_per_class=10)[0]  # "near" is the default
     far = load_finetune_data(True, 32, target="far", n_per_class=10)[0]
@@ -105,6 +133,35 @@ def test_run_strategies_freeze_and_count(loaders, source_state):
     table = results_table(results)
     assert table.count("\n") == 5 and "(d) from scratch" in table
     assert results[2].to_dict()["history"]["val_acc"]
+
+
+def test_head_only_on_cached_features_passes_each_image_once_and_matches_the_whole_model(loaders, source_state):
+    train_loader, val_loader, test_loader = loaders
+    before = prepare_model(STRATEGIES[0], "mini_resnet", 10, source_state=source_state).model.state_dict()
+    passes = []
+    original_forward = torch.nn.Conv2d.forward
+    try:  # count the batches that go through the backbone's first convolution
+        torch.nn.Conv2d.forward = lambda self, x: (passes.append(len(x)) if self.in_channels == 3 else None) or original_forward(self, x)
+        result = run_strategy(STRATEGIES[0], arch="mini_resnet", num_classes=10, train_loader=train_loader,
+                              val_loader=val_loader, test_loader=test_loader, num_epochs=4, lr=1e-2,
+                              source_state=source_state, cache_features=True, progress=False)
+    finally:
+        torch.nn.Conv2d.forward = original_forward
+    sizes = sum(len(loader.dataset) for loader in loaders)
+    assert sum(passes) == sizes, "four epochs, but each image goes through the backbone once"
+    assert len(result.history["val_acc"]) == 4 and result.feature_seconds is not None
+    after = result.model.state_dict()
+    head = {n for n in after if n.startswith("fc.")}
+    assert all(torch.equal(before[n], after[n]) for n in after if n not in head), "the backbone is untouched"
+    assert not all(torch.equal(before[n], after[n]) for n in head), "the head was trained"
+    # the reported accuracy is that of the whole model, head put back in place, on the test images
+    from tlhelpers.training.engine import evaluate
+
+    assert abs(evaluate(result.model, test_loader)["acc"] - result.test_acc) < 1e-6
+    assert "once, to cache the features" in results_table([result])
+    with pytest.raises(ValueError, match="strategy \\(b\\).*cache_features=False"):
+        run_strategy(STRATEGIES[1], arch="mini_resnet", num_classes=10, train_loader=train_loader,
+                     source_state=source_state, cache_features=True)
 
 
 def test_discriminative_strategy_sets_group_lrs(loaders, source_state, monkeypatch):

@@ -17,7 +17,7 @@ def threads_restored(monkeypatch):
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("raw, expected", [("1", True), ("true", True), ("0", False), ("", False), ("off", False)])
+@pytest.mark.parametrize("raw, expected", [("1", True), ("true", True), ("0", False), ("off", False)])
 def test_is_reduced_reads_env(monkeypatch, raw, expected):
     monkeypatch.setenv("TLH_REDUCED", raw)
     assert runtime.is_reduced() is expected
@@ -93,7 +93,7 @@ def test_import_has_no_side_effects(monkeypatch):
 def test_describe_lists_versions(monkeypatch, tmp_path):
     monkeypatch.setenv("TLH_DATA", str(tmp_path))
     info = runtime.describe()
-    assert {"mode", "device", "torch", "torchvision", "python"} <= set(info)
+    assert {"budget", "device", "torch", "torchvision", "python"} <= set(info)
 
 
 def test_smoke_counts_and_claims(monkeypatch, capsys):
@@ -104,7 +104,7 @@ def test_smoke_counts_and_claims(monkeypatch, capsys):
     with pytest.raises(AssertionError, match="DANN beats source-only"):
         runtime.claim(False, "DANN beats source-only")
     monkeypatch.setenv("TLH_SMOKE", "1")
-    assert runtime.is_smoke() and "smoke" in runtime.describe()["mode"]
+    assert runtime.is_smoke() and "smoke" in runtime.describe()["budget"]
     assert runtime.count(20, smoke=1) == 1 and runtime.count(None, smoke=8) == 8
     runtime.claim(False, "DANN beats source-only")  # reported, not raised: tiny data shows no lesson
     assert "not checked: does not hold] DANN beats source-only" in capsys.readouterr().out
@@ -184,3 +184,111 @@ def test_cpu_quota_reads_cgroup_limits(tmp_path, files, expected):
 def test_describe_reports_the_threads_in_one_line(threads_restored):
     line = runtime.describe()["threads"]
     assert line.startswith(f"{torch.get_num_threads()} of {runtime.cpu_quota()} CPU(s)") and "\n" not in line
+
+
+@pytest.fixture
+def auto_budget(monkeypatch, tmp_path):
+    """No budget setting, no GPU, no network, an empty data folder: what auto selection sees on a bare laptop offline."""
+    for name in ("TLH_BUDGET", "TLH_REDUCED", "TLH_SMOKE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TLH_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "network_reachable", lambda: False)
+    return tmp_path / "data"
+
+
+def test_budget_auto_gpu_is_full(auto_budget, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runtime, "network_reachable", lambda: pytest.fail("a GPU decides without asking the network"))
+    assert runtime.select_budget() == runtime.BudgetChoice("full", "auto: a CUDA GPU")
+    assert not runtime.is_reduced() and runtime.mode_name() == "full"
+
+
+def test_budget_auto_cpu_with_network_is_laptop(auto_budget, monkeypatch):
+    monkeypatch.setattr(runtime, "network_reachable", lambda: True)
+    choice = runtime.select_budget()
+    assert choice.name == "laptop" and "answers" in choice.reason
+    assert not runtime.is_reduced()
+
+
+def test_budget_auto_offline_with_a_chapters_files_is_laptop(auto_budget):
+    from fakes import write_mnist, write_mnistm
+
+    assert runtime.budget() == "reduced"  # nothing there yet
+    write_mnist(auto_budget)
+    assert runtime.budget() == "reduced"  # chapter 3 needs MNIST-M as well
+    write_mnistm(auto_budget)
+    choice = runtime.select_budget()
+    assert choice.name == "laptop" and "present" in choice.reason
+
+
+def test_budget_auto_offline_with_nothing_is_reduced(auto_budget):
+    choice = runtime.select_budget()
+    assert choice.name == "reduced" and "offline" in choice.reason
+    assert runtime.is_reduced() and runtime.loader_kwargs("cpu")["num_workers"] == 0
+
+
+@pytest.mark.parametrize("name", runtime.BUDGETS)
+def test_budget_override_wins_over_what_the_machine_has(auto_budget, monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("TLH_REDUCED", "1")  # the older switch loses to TLH_BUDGET
+    monkeypatch.setenv("TLH_BUDGET", name.upper())
+    assert runtime.select_budget() == runtime.BudgetChoice(name, "set by TLH_BUDGET")
+    assert runtime.is_reduced() == (name == "reduced")
+
+
+@pytest.mark.parametrize(("raw", "name"), [("1", "reduced"), ("0", "full"), ("yes", "reduced")])
+def test_budget_older_switch_still_works(auto_budget, monkeypatch, raw, name):
+    monkeypatch.setenv("TLH_BUDGET", "auto")
+    monkeypatch.setenv("TLH_REDUCED", raw)
+    assert runtime.select_budget() == runtime.BudgetChoice(name, "set by TLH_REDUCED")
+
+
+def test_budget_bad_value_is_one_line_naming_the_choices(auto_budget, monkeypatch):
+    monkeypatch.setenv("TLH_BUDGET", "tiny")
+    with pytest.raises(ValueError, match="TLH_BUDGET='tiny'.*reduced, laptop or full") as err:
+        runtime.budget()
+    assert "\n" not in str(err.value)
+
+
+def test_count_picks_the_size_of_the_budget(auto_budget, monkeypatch):
+    monkeypatch.setenv("TLH_BUDGET", "full")
+    assert runtime.count(20, smoke=1, laptop=3) == 20
+    monkeypatch.setenv("TLH_BUDGET", "laptop")
+    assert runtime.count(20, smoke=1, laptop=3) == 3
+    assert runtime.count(224, smoke=32) == 224  # no laptop size given: the full one
+    monkeypatch.setenv("TLH_SMOKE", "1")
+    assert runtime.count(20, smoke=1, laptop=3) == 1
+
+
+def test_claims_print_instead_of_failing_with_claims_off(auto_budget, monkeypatch, capsys):
+    monkeypatch.setenv("TLH_CLAIMS", "0")
+    runtime.claim(False, "random weights beat nothing")
+    assert "TLH_CLAIMS=0, not checked: does not hold" in capsys.readouterr().out
+    monkeypatch.setenv("TLH_CLAIMS", "1")
+    with pytest.raises(AssertionError, match="random weights"):
+        runtime.claim(False, "random weights beat nothing")
+
+
+def test_network_probe_is_asked_once_and_reads_failures_as_offline(monkeypatch):
+    import urllib.request
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    runtime.network_reachable.cache_clear()
+    try:
+        assert runtime.network_reachable() is False
+        assert runtime.network_reachable() is False
+        assert len(calls) == 1 and calls[0][0].get_method() == "HEAD"
+    finally:
+        runtime.network_reachable.cache_clear()
+
+
+def test_describe_names_the_budget_and_how_to_change_it(auto_budget, monkeypatch):
+    monkeypatch.setenv("TLH_BUDGET", "laptop")
+    assert runtime.describe()["budget"].startswith("laptop (set by TLH_BUDGET; TLH_BUDGET=reduced, laptop or full")

@@ -12,10 +12,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 _DEVICES = ("cuda", "mps", "cpu")
 
 
-def _flag(name: str, meaning: str) -> bool:
-    raw = os.environ.get(name, "0").strip().lower()
+def _flag(name: str, meaning: str, default: str = "0") -> bool:
+    raw = os.environ.get(name, default).strip().lower()
     if raw in _TRUE:
         return True
     if raw in _FALSE:
@@ -36,16 +38,106 @@ def _flag(name: str, meaning: str) -> bool:
     raise ValueError(f"{name}={raw!r} is not a switch value; set {name}=1 or {name}=0 ({meaning}).")
 
 
-def is_reduced() -> bool:
-    """Return True when the course runs in reduced mode (``TLH_REDUCED=1``).
+#: The three budgets, smallest first: one code path, three sets of sizes.
+BUDGETS: tuple[str, ...] = ("reduced", "laptop", "full")
+_BUDGET_HELP = "TLH_BUDGET=reduced, laptop or full (or auto)"
 
-    Reduced mode uses offline data generated in-process, small sizes and the CPU; full mode uses
-    real datasets, ImageNet weights and a GPU.
+
+@dataclass(frozen=True)
+class BudgetChoice:
+    """The budget the course runs at, and why.
+
+    Attributes:
+        name: ``"reduced"`` (offline data generated in-process, CPU, seconds), ``"laptop"`` (real
+            data and real pretrained weights at CPU sizes, minutes) or ``"full"`` (real data at GPU sizes).
+        reason: what decided it, e.g. ``"auto: no GPU; the download server answers"``.
+    """
+
+    name: str
+    reason: str
+
+
+@functools.lru_cache(maxsize=1)
+def network_reachable(timeout: float = 3.0) -> bool:
+    """True when the server of torchvision's ImageNet weights answers (asked once per process).
+
+    Asked with one ``HEAD`` request to the address of ResNet-50's weights (read from torchvision, so no
+    address is written here), through the proxies the environment names. Any failure counts as offline.
+    The answer is kept for the rest of the process, so the budget cannot change between two cells.
+    """
+    import urllib.request
+
+    try:
+        from torchvision.models import ResNet50_Weights
+
+        request = urllib.request.Request(ResNet50_Weights.DEFAULT.url, method="HEAD")
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except Exception:  # noqa: BLE001 - any failure (DNS, refused, timeout, HTTP error) means offline
+        return False
+
+
+def course_files_present() -> bool:
+    """True when every dataset file of at least one chapter's real data is on disk (see ``data/catalog``).
+
+    A classroom bundle copied into ``TLH_DATA`` makes this true with no network.
+    """
+    from tlhelpers.data.catalog import CHAPTERS, missing_files
+
+    root = data_root(create=False)
+    return any(ch.datasets and not missing_files(ch.datasets, (), data_root=root) for ch in CHAPTERS.values())
+
+
+def select_budget() -> BudgetChoice:
+    """Choose the budget from the settings, else from what this machine has.
+
+    In order:
+
+    1. ``TLH_BUDGET`` = ``reduced``, ``laptop`` or ``full`` (``auto`` or unset: go on);
+    2. the older switch ``TLH_REDUCED``: 1 = reduced, 0 = full;
+    3. automatic: a CUDA GPU -> ``full``; no GPU, but the download server answers
+       (:func:`network_reachable`) or a chapter's data files are present (:func:`course_files_present`)
+       -> ``laptop``: real data and real weights at sizes a CPU trains in minutes; neither -> ``reduced``.
 
     Raises:
-        ValueError: if ``TLH_REDUCED`` holds something other than 0/1/true/false/yes/no/on/off.
+        ValueError: for a ``TLH_BUDGET`` or ``TLH_REDUCED`` value that is not one of the above.
+
+    Example:
+        >>> select_budget()  # on a laptop with Wi-Fi and no NVIDIA GPU
+        BudgetChoice(name='laptop', reason='auto: no CUDA GPU; the download server answers')
     """
-    return _flag("TLH_REDUCED", "1 = reduced mode, 0 = full mode")
+    raw = os.environ.get("TLH_BUDGET", "").strip().lower()
+    if raw and raw != "auto":
+        if raw not in BUDGETS:
+            raise ValueError(f"TLH_BUDGET={raw!r} is not a budget; set {_BUDGET_HELP}.")
+        return BudgetChoice(raw, "set by TLH_BUDGET")
+    if os.environ.get("TLH_REDUCED", "").strip():
+        reduced = _flag("TLH_REDUCED", "1 = reduced mode, 0 = full mode; or use " + _BUDGET_HELP)
+        return BudgetChoice("reduced" if reduced else "full", "set by TLH_REDUCED")
+    if torch.cuda.is_available():
+        return BudgetChoice("full", "auto: a CUDA GPU")
+    if network_reachable():
+        return BudgetChoice("laptop", "auto: no CUDA GPU; the download server answers")
+    if course_files_present():
+        return BudgetChoice("laptop", "auto: no CUDA GPU, offline; the data files are present")
+    return BudgetChoice("reduced", "auto: no CUDA GPU, offline, no data files")
+
+
+def budget() -> str:
+    """The budget's name, ``"reduced"``, ``"laptop"`` or ``"full"`` (see :func:`select_budget`)."""
+    return select_budget().name
+
+
+def is_reduced() -> bool:
+    """Return True when the course runs at the reduced budget (``TLH_BUDGET=reduced`` or ``TLH_REDUCED=1``).
+
+    Reduced mode uses offline data generated in-process, small sizes and the CPU; the laptop and full
+    budgets use real datasets and ImageNet weights (see :func:`select_budget`).
+
+    Raises:
+        ValueError: for a ``TLH_BUDGET`` or ``TLH_REDUCED`` value that means nothing.
+    """
+    return budget() == "reduced"
 
 
 def is_smoke() -> bool:
@@ -60,36 +152,45 @@ def is_smoke() -> bool:
     return _flag("TLH_SMOKE", "1 = smoke run with tiny counts")
 
 
-def count(value: int | None, smoke: int) -> int | None:
-    """A count of the configuration (epochs, iterations, episodes, images): ``value``, or ``smoke``
-    in a smoke run (``TLH_SMOKE=1``).
+def count(value: Any, smoke: Any, laptop: Any = None) -> Any:
+    """A size of the real-data configuration (epochs, iterations, images, pixels) for the current budget.
+
+    Returns ``smoke`` in a smoke run (``TLH_SMOKE=1``), else ``laptop`` at the laptop budget when it is
+    given, else ``value`` (the full, GPU-sized one).
 
     Example:
-        >>> num_epochs = count(20, smoke=1)  # 20 epochs; 1 when CI smoke-tests this path
+        >>> num_epochs = count(20, smoke=1, laptop=3)  # 20 on a GPU, 3 on a laptop CPU, 1 in CI's smoke run
     """
-    return smoke if is_smoke() else value
+    if is_smoke():
+        return smoke
+    if laptop is not None and budget() == "laptop":
+        return laptop
+    return value
 
 
 def claim(holds: bool, statement: str) -> None:
     """Check a claim a chapter makes about its results, like ``assert holds, statement``.
 
     A smoke run (``TLH_SMOKE=1``) trains for a step or two on a handful of generated images, where
-    no lesson can show: there the claim is printed, marked as not checked, and the run goes on.
+    no lesson can show: there the claim is printed, marked as not checked, and the run goes on. So it
+    is with ``TLH_CLAIMS=0``, which the laptop timing run sets: it times the real sizes with random
+    weights on stand-in files, where the lessons cannot show either.
     Invariants that hold on any data (a frozen weight stays unchanged) are checked with a plain ``assert``.
 
     Raises:
         AssertionError: with ``statement`` when the claim does not hold (outside smoke runs).
     """
-    if is_smoke():
-        print(f"[smoke run, not checked: {'holds' if holds else 'does not hold'}] {statement}")
+    if is_smoke() or not _flag("TLH_CLAIMS", "1 = check the chapters' claims, 0 = only print them", default="1"):
+        why = "smoke run" if is_smoke() else "TLH_CLAIMS=0"
+        print(f"[{why}, not checked: {'holds' if holds else 'does not hold'}] {statement}")
         return
     if not holds:
         raise AssertionError(statement)
 
 
 def mode_name() -> str:
-    """Return ``"reduced"`` or ``"full"``, the mode's name as printed in banners and results."""
-    return "reduced" if is_reduced() else "full"
+    """Return the budget's name (``"reduced"``, ``"laptop"`` or ``"full"``), as printed in banners and results."""
+    return budget()
 
 
 def data_root(create: bool = True) -> Path:
@@ -328,14 +429,15 @@ def loader_kwargs(
 ) -> dict[str, Any]:
     """DataLoader keyword defaults that suit Colab's 2 CPUs and a laptop alike.
 
-    Workers: ``min(2, cpu count)`` in full mode, 0 in reduced mode (in-memory tensors need none).
+    Workers: ``min(2, cpu count)`` at the full budget; 0 at the reduced and laptop budgets, whose
+    in-memory tensors need none and whose CPU is better spent on the model.
     ``pin_memory`` only with CUDA. ``persistent_workers`` whenever workers are used and
     ``persistent`` is true: right for a loader read every epoch; pass ``persistent=False`` for one
     read once (a final test pass), whose workers then end with the pass instead of with the loader.
     """
     dev = get_device(device)
     if num_workers is None:
-        num_workers = 0 if is_reduced() else min(2, os.cpu_count() or 1)
+        num_workers = min(2, os.cpu_count() or 1) if budget() == "full" else 0
     kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": dev.type == "cuda"}
     if num_workers > 0 and persistent:
         kwargs["persistent_workers"] = True
@@ -352,8 +454,9 @@ def describe() -> dict[str, str]:
 
     dev = get_device()
     threads = configure_threads()
+    choice = select_budget()
     info = {
-        "mode": mode_name(),
+        "budget": f"{choice.name} ({choice.reason}; {_BUDGET_HELP} to change)",
         "device": str(dev),
         "threads": f"{threads} of {cpu_quota()} CPU(s) for torch ({_threads_reason()})",
         "torch": torch.__version__,
@@ -362,7 +465,7 @@ def describe() -> dict[str, str]:
         "data root": str(data_root(create=False)),
     }
     if is_smoke():
-        info["mode"] += " (smoke run: tiny counts, lesson claims not checked)"
+        info["budget"] += " (smoke run: tiny counts, lesson claims not checked)"
     if dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)
     return info

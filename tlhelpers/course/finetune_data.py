@@ -17,8 +17,12 @@ of the code is the same in both modes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from tlhelpers.core.runtime import data_root
+from tlhelpers.data.balanced import balanced_indices
 from tlhelpers.data.tensor_dataset import ImageTensorDataset
 
 #: Reduced-mode targets and the shapes style that draws each.
@@ -31,6 +35,7 @@ def load_finetune_data(
     *,
     target: str = "near",
     n_per_class: int | None = None,
+    n_test_per_class: int | None = None,
     val_fraction: float = 0.1,
     root: str | Path | None = None,
     seed: int = 0,
@@ -46,9 +51,12 @@ def load_finetune_data(
             weights' preset resizes nothing and crops as it would on the original photo.
         target: reduced mode: ``"near"`` (drawn like the pretraining task) or ``"far"`` (fine
             textures); full mode has only Pets, ``"near"``.
-        n_per_class: reduced mode only: training and test images per class (validation gets a
-            third as many from the shapes' own validation stream); None means 30.
-        val_fraction: full mode: share of Pets' trainval split held out for validation curves.
+        n_per_class: training images per class. Reduced: also the test images per class (validation
+            gets a third as many from the shapes' own validation stream); None means 30. Pets: a
+            class-balanced sample of the trainval split (validation gets a quarter as many, at least
+            2, from the rest), so a laptop decodes and trains on a subset; None uses all of it.
+        n_test_per_class: Pets only: a class-balanced sample of the test split; None keeps all of it.
+        val_fraction: Pets without ``n_per_class``: share of the trainval split held out for validation curves.
         root: data folder; default :func:`tlhelpers.core.runtime.data_root`.
         seed: seed of the shapes and of the train/val split.
         progress: progress bar while decoding Pets.
@@ -76,15 +84,43 @@ def load_finetune_data(
                 make_shapes("test", n, image_size, seed=seed, style=style))
     if target != "near":
         raise ValueError(f"target={target!r} exists only in reduced mode; full mode fine-tunes on Pets, use target='near'.")
-    from tlhelpers.data.tensor_cache import to_tensor_dataset
     from tlhelpers.data.torchvision_sets import load_dataset
 
     root = Path(root) if root is not None else data_root()
-    parts = []
-    for split in ("trainval", "test"):
-        raw = load_dataset("pets", split, root=root)
-        cache = root / "cache" / f"pets_{split}_{image_size}px.pt"
-        parts.append(to_tensor_dataset(raw, image_size, cache_file=cache, progress=progress))
-    trainval, test = parts
-    train, val = trainval.split(1 - val_fraction, seed=seed)
-    return train, val, test
+    trainval_raw, test_raw = (load_dataset("pets", split, root=root) for split in ("trainval", "test"))
+    test = _decoded(test_raw, "test", image_size, root, progress, n_test_per_class, seed)
+    if n_per_class is None:
+        train, val = _decoded(trainval_raw, "trainval", image_size, root, progress).split(1 - val_fraction, seed=seed)
+        return train, val, test
+    n_val = max(2, n_per_class // 4)
+    trainval = _decoded(trainval_raw, "trainval", image_size, root, progress, n_per_class + n_val, seed)
+    # n_per_class of each class for training; the other n_val of each validate
+    take = balanced_indices(trainval.labels, n_per_class * len(trainval.classes), seed=seed)
+    rest = torch.ones(len(trainval), dtype=torch.bool)
+    rest[take] = False
+    return trainval.subset(take), trainval.subset(rest.nonzero().flatten()), test
+
+
+def _decoded(raw: Any, split: str, image_size: int, root: Path, progress: bool, n_per_class: int | None = None,
+             seed: int = 0) -> ImageTensorDataset:
+    """``raw`` (or a class-balanced sample of ``n_per_class`` per class) decoded once into cached uint8 tensors."""
+    from torch.utils.data import Subset
+
+    from tlhelpers.data.tensor_cache import to_tensor_dataset
+
+    name = f"pets_{split}_{image_size}px"
+    classes = raw.classes
+    if n_per_class is not None:
+        labels = torch.as_tensor(_pets_labels(raw))
+        raw = Subset(raw, balanced_indices(labels, n_per_class * len(classes), seed=seed).tolist())
+        name += f"_{n_per_class}per_class_seed{seed}"
+    return to_tensor_dataset(raw, image_size, cache_file=root / "cache" / f"{name}.pt", progress=progress,
+                             classes=classes)
+
+
+def _pets_labels(raw: Any) -> list[int]:
+    """The class index of every image, read from the annotation list (no image is decoded)."""
+    labels = getattr(raw, "_labels", None)  # torchvision's OxfordIIITPet keeps the parsed list here
+    if labels is None:
+        raise TypeError(f"{type(raw).__name__} lists no labels; pass n_per_class=None to decode every image.")
+    return [int(label) for label in labels]

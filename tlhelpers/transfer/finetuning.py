@@ -20,6 +20,7 @@ import functools
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -75,6 +76,7 @@ class StrategyResult:
     seconds_per_epoch: float
     test_acc: float | None
     weights_loaded: bool
+    feature_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no model)."""
@@ -83,7 +85,7 @@ class StrategyResult:
             "test_acc": self.test_acc, "final_val_acc": self.history["val_acc"][-1] if "val_acc" in self.history.keys else None,
             "trainable_params": self.trainable_params, "total_params": self.total_params,
             "seconds_per_epoch": self.seconds_per_epoch, "weights_loaded": self.weights_loaded,
-            "history": self.history.to_dict(),
+            "feature_seconds": self.feature_seconds, "history": self.history.to_dict(),
         }
 
 
@@ -132,6 +134,8 @@ def run_strategy(
     source_state: Mapping[str, Tensor] | None = None,
     seed: int = 0,
     time_limit: float | None = None,
+    cache_features: bool = False,
+    feature_cache_dir: str | Path | None = None,
     **fit_kwargs: Any,
 ) -> StrategyResult:
     """Build, train and evaluate one strategy; every strategy gets the same data and budget.
@@ -155,14 +159,29 @@ def run_strategy(
         source_state: your own pretrained state dict instead of ``weights``.
         seed: seeds the head's init and the data order, identical across strategies.
         time_limit: seconds of training wall time; None for no limit.
+        cache_features: head-only strategies: send every image through the frozen backbone once and
+            train the head on the stored features, seconds instead of minutes on a CPU. Each training
+            image is then seen in one random augmentation (the one drawn during that pass) instead of
+            a new one every epoch. The trained head is put back in the model.
+        feature_cache_dir: keep those features on disk too (see
+            :func:`tlhelpers.transfer.features.extract_features`); None keeps them in memory only.
         **fit_kwargs: passed to :func:`tlhelpers.training.engine.fit` (``device``, ``amp``, ``channels_last``, ...).
 
     Returns:
         A :class:`StrategyResult`.
+
+    Raises:
+        ValueError: ``cache_features`` with a strategy that trains more than the head.
     """
+    if cache_features and (strategy.last_stages != 1 or not strategy.pretrained):
+        raise ValueError(f"cache_features=True needs a frozen pretrained backbone, but strategy ({strategy.key}) "
+                         f"{strategy.name} trains more than the head; use cache_features=False for it.")
     seed_everything(seed)
     built = prepare_model(strategy, arch, num_classes, weights=weights, source_state=source_state)
     model = built.model
+    if cache_features:
+        return _run_head_on_features(strategy, built, train_loader, val_loader, test_loader, num_epochs, lr,
+                                     weight_decay, warmup, seed, time_limit, feature_cache_dir, fit_kwargs)
     if strategy.backbone_lr_mult == 1.0:
         groups = param_groups(model, lr, weight_decay=weight_decay)
     else:
@@ -183,6 +202,49 @@ def run_strategy(
     )
 
 
+def _run_head_on_features(
+    strategy: Strategy, built: BuiltModel, train_loader: Iterable[Any], val_loader: Iterable[Any] | None,
+    test_loader: Iterable[Any] | None, num_epochs: int, lr: float, weight_decay: float, warmup: float, seed: int,
+    time_limit: float | None, cache_dir: str | Path | None, fit_kwargs: dict[str, Any],
+) -> StrategyResult:
+    """Strategy (a) on cached features: one pass through the frozen backbone, then the head alone."""
+    import time
+    import warnings
+
+    from tlhelpers.models.api import get_head
+    from tlhelpers.transfer.features import extract_features
+    from tlhelpers.transfer.probe import FeatureLoader
+
+    model = built.model.eval()
+    device, amp = fit_kwargs.get("device"), fit_kwargs.get("amp", True)
+    batch_size = getattr(train_loader, "batch_size", None) or 64
+    start = time.perf_counter()
+
+    def features(loader: Iterable[Any] | None, shuffle: bool = False) -> FeatureLoader | None:
+        if loader is None:
+            return None
+        with warnings.catch_warnings():  # the training loader shuffles: reading it in order is what we want here
+            warnings.filterwarnings("ignore", message="the loader shuffles")
+            x, y = extract_features(model, "avgpool", loader, cache_dir=cache_dir, device=device,  # type: ignore[call-overload]
+                                    amp=amp)
+        return FeatureLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+    train_f, val_f, test_f = features(train_loader, shuffle=True), features(val_loader), features(test_loader)
+    feature_seconds = time.perf_counter() - start
+    head = get_head(model)
+    optimizer = torch.optim.AdamW(param_groups(head, lr, weight_decay=weight_decay))
+    head_kwargs = {**fit_kwargs, "amp": False, "channels_last": False}
+    head_kwargs.setdefault("desc", f"({strategy.key}) {strategy.name}, cached features")
+    history = fit(head, train_f, num_epochs, optimizer=optimizer, val_loader=val_f,  # type: ignore[arg-type]
+                  scheduler=functools.partial(warmup_cosine, warmup_steps=warmup), time_limit=time_limit, **head_kwargs)
+    test_acc = evaluate(head, test_f, device=device)["acc"] if test_f is not None else None
+    model.to(next(head.parameters()).device)
+    return StrategyResult(
+        strategy, model, history, count_parameters(model), count_parameters(model, trainable_only=False),
+        statistics.mean(history["seconds"]), test_acc, built.weights_loaded, feature_seconds,
+    )
+
+
 def results_table(results: Iterable[StrategyResult]) -> str:
     """A Markdown table: strategy, test accuracy, trainable parameters, seconds per epoch."""
     lines = [
@@ -194,7 +256,9 @@ def results_table(results: Iterable[StrategyResult]) -> str:
         acc = "n/a" if d["test_acc"] is None else f"{100 * d['test_acc']:.1f} %"
         val = "n/a" if d["final_val_acc"] is None else f"{100 * d['final_val_acc']:.1f} %"
         lines.append(
-            f"| ({d['key']}) {d['name']} | {acc} | {val} | {d['trainable_params']:,} | {d['seconds_per_epoch']:.1f} |"
+            f"| ({d['key']}) {d['name']} | {acc} | {val} | {d['trainable_params']:,} | {d['seconds_per_epoch']:.1f}"
+            + ("" if d["feature_seconds"] is None else f" (+ {d['feature_seconds']:.0f} s once, to cache the features)")
+            + " |"
         )
     return "\n".join(lines)
 
