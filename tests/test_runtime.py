@@ -259,6 +259,7 @@ def test_count_picks_the_size_of_the_budget(auto_budget, monkeypatch):
     assert runtime.count(224, smoke=32) == 224  # no laptop size given: the full one
     monkeypatch.setenv("TLH_SMOKE", "1")
     assert runtime.count(20, smoke=1, laptop=3) == 1
+    assert runtime.count(60, laptop=20) == 20  # no smoke size given: the budget's own
 
 
 def test_claims_print_instead_of_failing_with_claims_off(auto_budget, monkeypatch, capsys):

@@ -29,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     "seed_everything": "tlhelpers.core.runtime",
     "describe": "tlhelpers.core.runtime",
     "is_reduced": "tlhelpers.core.runtime",
+    "budget": "tlhelpers.core.runtime",
+    "select_budget": "tlhelpers.core.runtime",
     "data_root": "tlhelpers.core.runtime",
     "loader_kwargs": "tlhelpers.core.runtime",
     "configure_threads": "tlhelpers.core.runtime",
@@ -141,6 +143,19 @@ _EXPORTS: dict[str, str] = {
     "linear_probe_predict": "tlhelpers.fewshot.baseline",
     # choosing a strategy
     "recommend": "tlhelpers.course.recommend",
+    # diagnostics: what the data and the network look like
+    "show_batch": "tlhelpers.data.preview",
+    "show_augmentations": "tlhelpers.data.preview",
+    "lr_range_test": "tlhelpers.training.lr_finder",
+    "plot_lr_finder": "tlhelpers.training.lr_finder",
+    "grad_cam": "tlhelpers.transfer.gradcam",
+    "plot_gradcam": "tlhelpers.transfer.gradcam",
+    "top_losses": "tlhelpers.course.diagnostics",
+    "plot_top_losses": "tlhelpers.course.diagnostics",
+    "plot_confusion_matrix": "tlhelpers.course.diagnostics",
+    # few-shot: ProtoMAML
+    "protomaml_step": "tlhelpers.fewshot.protomaml",
+    "protomaml_predict": "tlhelpers.fewshot.protomaml",
 }
 
 __all__ = sorted(_EXPORTS)

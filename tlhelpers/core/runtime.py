@@ -152,16 +152,19 @@ def is_smoke() -> bool:
     return _flag("TLH_SMOKE", "1 = smoke run with tiny counts")
 
 
-def count(value: Any, smoke: Any, laptop: Any = None) -> Any:
+_SAME = object()
+
+
+def count(value: Any, smoke: Any = _SAME, laptop: Any = None) -> Any:
     """A size of the real-data configuration (epochs, iterations, images, pixels) for the current budget.
 
-    Returns ``smoke`` in a smoke run (``TLH_SMOKE=1``), else ``laptop`` at the laptop budget when it is
-    given, else ``value`` (the full, GPU-sized one).
+    Returns ``smoke`` in a smoke run (``TLH_SMOKE=1``) when it is given, else ``laptop`` at the laptop
+    budget when it is given, else ``value`` (the full, GPU-sized one).
 
     Example:
         >>> num_epochs = count(20, smoke=1, laptop=3)  # 20 on a GPU, 3 on a laptop CPU, 1 in CI's smoke run
     """
-    if is_smoke():
+    if smoke is not _SAME and is_smoke():
         return smoke
     if laptop is not None and budget() == "laptop":
         return laptop
