@@ -3,22 +3,26 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# Reduced mode for `make lab` when no NVIDIA GPU is visible; override with `make lab TLH_REDUCED=0`.
-TLH_REDUCED ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 0 || echo 1)
+# The budget `make lab` runs the notebooks at: auto picks full with a CUDA GPU, laptop on a CPU with a network or
+# with the data files present, reduced otherwise (tlhelpers.core.runtime.select_budget). Choose with
+# `make lab BUDGET=reduced` (or laptop, full).
+BUDGET ?= auto
 export PATH := $(abspath $(BIN)):$(PATH)
 # Jupyter refuses to run as root unless told; containers and some CI machines run as root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint typecheck unit notebooks notebooks-full compat results api clean-venv
+.PHONY: lab test lint typecheck unit notebooks notebooks-full compat results api site bundle clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[course,dev]'
 	@touch $(STAMP)
 
+# The budget is decided once here and handed to every notebook's kernel, so all chapters run at the same one.
 lab: $(STAMP)
-	@echo "Mode: TLH_REDUCED=$(TLH_REDUCED) (1 = reduced, offline, CPU-sized; 0 = full datasets and GPU)."
-	TLH_REDUCED=$(TLH_REDUCED) $(BIN)/jupyter lab --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
+	@choice=$$(TLH_BUDGET=$(BUDGET) $(BIN)/python -m tlhelpers.core.runtime) || exit 1; \
+	echo "Budget: $$choice. Choose with: make lab BUDGET=reduced (or laptop, full)."; \
+	TLH_BUDGET=$${choice%% *} $(BIN)/jupyter lab --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP)
 	@$(MAKE) --no-print-directory lint typecheck unit notebooks notebooks-full
@@ -63,6 +67,18 @@ results: $(STAMP)
 
 api: $(STAMP)
 	$(BIN)/python tools/gen_api.py
+
+# The course website in site/: every notebook executed (at the budget chosen here, or SITE_ARGS="--budget
+# reduced"), an index and the results page (tools/build_site.py). Progress bars redraw every 10 s, as above.
+site: $(STAMP)
+	TQDM_MININTERVAL=10 $(BIN)/python tools/build_site.py $(SITE_ARGS)
+
+# A classroom bundle: every dataset and weights file the notebooks read, downloaded (resumably, checksums
+# verified) into one folder to copy to a USB stick or a shared drive; then TLH_DATA=<folder>/data and
+# TORCH_HOME=<folder>/torch run every notebook offline. BUNDLE_ARGS="--budget full --folder /media/usb/tl --check"
+# (see tools/bundle.py).
+bundle: $(STAMP)
+	$(BIN)/python tools/bundle.py $(BUNDLE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

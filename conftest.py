@@ -1,6 +1,7 @@
 """Repository-wide pytest hooks for the notebook runs (nbval).
 
 - Each notebook's run time is reported at the end of the run.
+- The Chinese twins (``notebooks/zh/``) are not collected: their code is the English notebooks' own.
 - A notebook cell fails when it shows an image twice, or shows again an image an earlier cell of the
   same notebook already showed: the classic inline-backend mistake of returning (or displaying) a
   figure that is still open, so Jupyter shows it once more when the cell ends. Plot helpers close
@@ -8,10 +9,13 @@
 """
 
 import hashlib
-import os
 from collections import defaultdict
 
 import pytest
+
+# The Chinese twins in notebooks/zh/ hold the English notebooks' code cell for cell (tests/test_zh_twins.py fails
+# otherwise), so running them under nbval would only run the same code twice.
+collect_ignore_glob = ["notebooks/zh/*"]
 
 _NOTEBOOK_SECONDS: dict[str, float] = defaultdict(float)
 _SEEN_IMAGES: dict[str, dict[str, str]] = defaultdict(dict)  # notebook -> image hash -> cell that showed it
@@ -67,8 +71,9 @@ def pytest_runtest_logreport(report):
 def pytest_terminal_summary(terminalreporter):
     if not _NOTEBOOK_SECONDS:
         return
-    smoke = os.environ.get("TLH_SMOKE", "0").lower() in {"1", "true", "yes", "on"}
-    mode = "full mode, smoke run" if smoke else "reduced mode" if os.environ.get("TLH_REDUCED") == "1" else "full mode"
+    from tlhelpers.core.runtime import budget, is_smoke
+
+    mode = f"{budget()} budget" + (", smoke run" if is_smoke() else "")
     terminalreporter.section(f"notebook run times ({mode}; flagged over 90 s)")
     for path, seconds in sorted(_NOTEBOOK_SECONDS.items()):
         flag = "" if seconds <= 90 else "  <-- over budget"

@@ -54,13 +54,14 @@ from tlhelpers.data.omniglot import load_character_folder, load_omniglot, omnigl
 from tlhelpers.fewshot.baseline import linear_probe_predict, pixel_predict  # noqa: E402
 from tlhelpers.fewshot.evaluation import episode_fingerprint, evaluate_episodes  # noqa: E402
 from tlhelpers.fewshot.maml import maml_predict, maml_step, meta_gradient, meta_gradient_autograd  # noqa: E402
+from tlhelpers.fewshot.protomaml import protomaml_predict, protomaml_step  # noqa: E402
 from tlhelpers.fewshot.protonet import protonet_predict, protonet_step  # noqa: E402
 from tlhelpers.fewshot.reptile import reptile_predict, reptile_step  # noqa: E402
 from tlhelpers.fewshot.sampler import EpisodeSampler  # noqa: E402
 from tlhelpers.fewshot.training import meta_train  # noqa: E402
 from tlhelpers.models.conv4 import Conv4  # noqa: E402
 
-METHODS = ("protonet", "maml", "fomaml", "reptile", "linear")
+METHODS = ("protonet", "maml", "fomaml", "protomaml", "reptile", "linear")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -146,6 +147,7 @@ REDUCED = {
     "protonet": {"iterations": 800, "train_way": 20, "train_query": 5},
     "maml": {"iterations": 300, "meta_batch": 4, "lr": 3e-3},
     "fomaml": {"iterations": 600, "meta_batch": 4, "lr": 3e-3},
+    "protomaml": {"iterations": 300, "meta_batch": 4, "lr": 3e-3},
     "reptile": {"iterations": 400, "meta_batch": 4},
     "linear": {"epochs": 6},
 }
@@ -170,8 +172,11 @@ def resolve(args: argparse.Namespace) -> None:
             "timing_tasks": count(32, 2), "timing_repeats": count(5, 1),
             "episodes": count(600, 2), "query": count(15, 2),
         }
-    defaults = {"lr": 1e-3, "inner_lr": 0.4 if is_maml else 1e-3, "inner_steps": 1 if is_maml else 5,
-                "test_inner_steps": 3 if is_maml else 10, **defaults}
+    # ProtoMAML adapts the backbone and a prototype-initialised head: a smaller inner step than MAML's 0.4
+    inner_lr = 0.4 if is_maml else 0.1 if args.method == "protomaml" else 1e-3
+    maml_family = is_maml or args.method == "protomaml"
+    defaults = {"lr": 1e-3, "inner_lr": inner_lr, "inner_steps": 1 if maml_family else 5,
+                "test_inner_steps": 3 if maml_family else 10, **defaults}
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     test_sampler = EpisodeSampler(test_set, n_way=args.way, k_shot=args.shot, n_query=args.query, device=device)
     print(f"data {data_name}: {characters.num_classes} characters -> {train_set.num_classes} train / {test_set.num_classes} test classes")
 
-    num_classes = args.train_way if args.method != "protonet" else None
+    num_classes = args.train_way if args.method not in ("protonet", "protomaml") else None
     model = Conv4(in_channels=1, hidden=args.hidden, num_classes=num_classes)
     history, train_s = None, 0.0
     limit = budget.share(1)  # training gets what is left after loading; evaluation is outside the budget
@@ -207,6 +212,11 @@ def main(argv: list[str] | None = None) -> dict:
         history = meta_train(model, step, train_sampler, args.iterations, meta_batch=args.meta_batch, lr=args.lr,
                              eval_every=every, device=device, time_limit=limit)
         predict = partial(maml_predict, model, inner_lr=args.inner_lr, inner_steps=args.test_inner_steps)
+    elif args.method == "protomaml":
+        step = partial(protomaml_step, inner_lr=args.inner_lr, inner_steps=args.inner_steps)
+        history = meta_train(model, step, train_sampler, args.iterations, meta_batch=args.meta_batch, lr=args.lr,
+                             eval_every=every, device=device, time_limit=limit)
+        predict = partial(protomaml_predict, model, inner_lr=args.inner_lr, inner_steps=args.test_inner_steps)
     elif args.method == "reptile":
         opt = torch.optim.SGD(model.parameters(), lr=1.0)
         step = partial(reptile_step, inner_steps=args.inner_steps, inner_lr=args.inner_lr)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bz2
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -25,6 +25,47 @@ from PIL import Image, ImageDraw, ImageFont
 # Real alphabet names (the folder names of Omniglot's two splits); more are named Alphabet_NN.
 _BACKGROUND_ALPHABETS = ("Alphabet_of_the_Magi", "Anglo-Saxon_Futhorc", "Arcadian", "Armenian", "Balinese")
 _EVALUATION_ALPHABETS = ("Angelic", "Atemayar_Qelisayer", "Atlantean", "Aurek-Besh", "Avesta")
+
+#: Omniglot's real splits: ``(alphabet, characters)``; 30 alphabets and 964 characters in
+#: ``images_background``, 20 and 659 in ``images_evaluation``, 20 drawings per character.
+OMNIGLOT_ALPHABETS: dict[str, tuple[tuple[str, int], ...]] = {
+    "background": (
+        ("Alphabet_of_the_Magi", 20), ("Anglo-Saxon_Futhorc", 29), ("Arcadian", 26), ("Armenian", 41),
+        ("Asomtavruli_(Georgian)", 40), ("Balinese", 24), ("Bengali", 46),
+        ("Blackfoot_(Canadian_Aboriginal_Syllabics)", 14), ("Braille", 26), ("Burmese_(Myanmar)", 34),
+        ("Cyrillic", 33), ("Early_Aramaic", 22), ("Futurama", 26), ("Grantha", 43), ("Greek", 24),
+        ("Gujarati", 48), ("Hebrew", 22), ("Inuktitut_(Canadian_Aboriginal_Syllabics)", 16),
+        ("Japanese_(hiragana)", 52), ("Japanese_(katakana)", 47), ("Korean", 40), ("Latin", 26),
+        ("Malay_(Jawi_-_Arabic)", 40), ("Mkhedruli_(Georgian)", 41), ("N_Ko", 33),
+        ("Ojibwe_(Canadian_Aboriginal_Syllabics)", 14), ("Sanskrit", 42), ("Syriac_(Estrangelo)", 23),
+        ("Tagalog", 17), ("Tifinagh", 55),
+    ),
+    "evaluation": (
+        ("Angelic", 20), ("Atemayar_Qelisayer", 26), ("Atlantean", 26), ("Aurek-Besh", 26), ("Avesta", 26),
+        ("Ge_ez", 26), ("Glagolitic", 45), ("Gurmukhi", 45), ("Kannada", 41), ("Keble", 26), ("Malayalam", 47),
+        ("Manipuri", 40), ("Mongolian", 30), ("Old_Church_Slavonic_(Cyrillic)", 45), ("Oriya", 46),
+        ("Sylheti", 28), ("Syriac_(Serto)", 23), ("Tengwar", 25), ("Tibetan", 42), ("ULOG", 26),
+    ),
+}
+
+#: Oxford-IIIT Pet's 37 breeds as in its file names: 12 cats (capitalised) and 25 dogs (lower case).
+PETS_BREEDS: tuple[str, ...] = (
+    "Abyssinian", "Bengal", "Birman", "Bombay", "British_Shorthair", "Egyptian_Mau", "Maine_Coon", "Persian",
+    "Ragdoll", "Russian_Blue", "Siamese", "Sphynx",
+    "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "boxer", "chihuahua",
+    "english_cocker_spaniel", "english_setter", "german_shorthaired", "great_pyrenees", "havanese",
+    "japanese_chin", "keeshond", "leonberger", "miniature_pinscher", "newfoundland", "pomeranian", "pug",
+    "saint_bernard", "samoyed", "scottish_terrier", "shiba_inu", "staffordshire_bull_terrier",
+    "wheaten_terrier", "yorkshire_terrier",
+)
+
+#: The real sizes the laptop budget reads (images per split).
+LAPTOP_SIZES: dict[str, dict[str, int]] = {
+    "pets": {"trainval": 37 * 30, "test": 37 * 15},
+    "mnist": {"train": 60_000, "test": 10_000},
+    "mnistm": {"train": 59_001, "test": 9_001},
+    "omniglot": {"background": 964 * 20, "evaluation": 659 * 20},
+}
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -42,6 +83,29 @@ def _digit_images(n: int, seed: int, size: int = 28) -> Split:
         ImageDraw.Draw(canvas).text(centre, str(digit), fill=255, font=font, anchor="mm")
         images[i] = np.asarray(canvas)
     return images, labels
+
+
+def _digit_bank(n: int, seed: int, size: int = 28, bank: int = 6, shift: int = 2) -> Split:
+    """Like :func:`_digit_images`, fast: ``bank`` drawings per digit, each image a copy shifted at random.
+
+    The drawings vary in font size and stroke width; the copies are shifted by up to ``shift`` pixels
+    each way with one vectorised gather, so 60,000 digits take well under a second.
+    """
+    rng = np.random.default_rng(seed)
+    drawings = np.zeros((10, bank, size, size), dtype=np.uint8)
+    for v in range(bank):
+        font = ImageFont.load_default(size=round(size * (0.6 + 0.2 * v / max(1, bank - 1))))
+        for digit in range(10):
+            canvas = Image.new("L", (size, size), 0)
+            ImageDraw.Draw(canvas).text((size / 2, size / 2), str(digit), fill=255, font=font, anchor="mm",
+                                        stroke_width=v % 2, stroke_fill=255)
+            drawings[digit, v] = np.asarray(canvas)
+    labels = np.arange(n, dtype=np.int64) % 10
+    padded = np.pad(drawings[labels, rng.integers(0, bank, n)], ((0, 0), (shift, shift), (shift, shift)))
+    dy, dx = rng.integers(0, 2 * shift + 1, (2, n))
+    rows = (dy[:, None] + np.arange(size))[:, :, None]
+    cols = (dx[:, None] + np.arange(size))[:, None, :]
+    return padded[np.arange(n)[:, None, None], rows, cols], labels
 
 
 def write_pets(
@@ -75,8 +139,8 @@ def write_pets(
     species = {b: 1 if b[:1].isupper() else 2 for b in ordered}
     breed_id = {b: 1 + [c for c in ordered if species[c] == species[b]].index(b) for b in ordered}
     width, height = size
-    rows = {"trainval": [], "test": []}
-    lines = {"trainval": [], "test": []}
+    rows: dict[str, list[tuple[str, int]]] = {"trainval": [], "test": []}
+    lines: dict[str, list[str]] = {"trainval": [], "test": []}
     for class_index, breed in enumerate(ordered):
         colour = np.array([97 * class_index + 40, 53 * class_index + 160, 180 - 41 * class_index]) % 256
         period = 4 + 3 * class_index
@@ -94,8 +158,15 @@ def write_pets(
     return rows
 
 
-def write_mnist(root: str | Path, n_train: int = 30, n_test: int = 20) -> dict[str, Split]:
+def write_mnist(root: str | Path, n_train: int = 30, n_test: int = 20, fast: bool = False) -> dict[str, Split]:
     """Write MNIST's uncompressed idx files in ``MNIST/raw/`` (as torchvision's download leaves them).
+
+    Args:
+        root: the data root.
+        n_train: training images (60,000 in the real dataset).
+        n_test: test images (10,000 in the real dataset).
+        fast: shift copies of a few drawings per digit instead of drawing every image (for the real
+            sizes: 70,000 digits in about a second).
 
     Returns:
         Per split (``"train"``, ``"test"``), images ``(N, 28, 28)`` uint8 and labels cycling 0-9.
@@ -104,7 +175,7 @@ def write_mnist(root: str | Path, n_train: int = 30, n_test: int = 20) -> dict[s
     raw.mkdir(parents=True, exist_ok=True)
     written = {}
     for split, prefix, n, seed in (("train", "train", n_train, 0), ("test", "t10k", n_test, 1)):
-        images, labels = _digit_images(n, seed)
+        images, labels = (_digit_bank if fast else _digit_images)(n, seed)
         (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
             struct.pack(">IIII", 0x0803, n, 28, 28) + images.tobytes()
         )
@@ -175,6 +246,7 @@ def write_omniglot(
     n_alphabets: tuple[int, int] = (3, 2),
     n_characters: int = 6,
     n_drawings: int = 20,
+    alphabets: Mapping[str, Sequence[tuple[str, int]]] | None = None,
 ) -> dict[str, list[str]]:
     """Write Omniglot's layout: ``omniglot-py/images_{background,evaluation}/<Alphabet>/characterNN/*.png``.
 
@@ -186,19 +258,26 @@ def write_omniglot(
         n_alphabets: alphabets in the background and the evaluation split.
         n_characters: characters per alphabet.
         n_drawings: drawings per character (20 in the real dataset).
+        alphabets: per split (``"background"``, ``"evaluation"``), ``(alphabet, characters)`` pairs,
+            e.g. :data:`OMNIGLOT_ALPHABETS` for the real splits; given, it replaces ``n_alphabets``
+            and ``n_characters``.
 
     Returns:
         Per split (``"background"``, ``"evaluation"``), the ``"alphabet/character"`` class names.
     """
+    if alphabets is None:
+        alphabets = {
+            split: [(names[a] if a < len(names) else f"Alphabet_{a + 1:02d}", n_characters) for a in range(count)]
+            for split, count, names in zip(("background", "evaluation"), n_alphabets,
+                                       (_BACKGROUND_ALPHABETS, _EVALUATION_ALPHABETS))
+        }
     rng = np.random.default_rng(6)
-    written = {}
+    written: dict[str, list[str]] = {}
     character_id = 0
-    splits = ("background", "evaluation")
-    for split, count, names in zip(splits, n_alphabets, (_BACKGROUND_ALPHABETS, _EVALUATION_ALPHABETS)):
+    for split in ("background", "evaluation"):
         written[split] = []
-        for a in range(count):
-            alphabet = names[a] if a < len(names) else f"Alphabet_{a + 1:02d}"
-            for c in range(1, n_characters + 1):
+        for alphabet, characters in alphabets.get(split, ()):
+            for c in range(1, characters + 1):
                 character_id += 1
                 folder = Path(root) / "omniglot-py" / f"images_{split}" / alphabet / f"character{c:02d}"
                 folder.mkdir(parents=True, exist_ok=True)
@@ -215,29 +294,37 @@ def write_omniglot(
     return written
 
 
-def write_mnistm(root: str | Path, n_train: int = 30, n_test: int = 20) -> dict[str, Split]:
+def write_mnistm(root: str | Path, n_train: int = 30, n_test: int = 20, fast: bool = False) -> dict[str, Split]:
     """Write MNIST-M's extracted layout: ``mnist_m/mnist_m_{train,test}/*.png`` and label files.
 
     Each image is ``|ground - digit|`` per channel on a random colour gradient (the paper's blend,
     with gradients instead of photo patches); label lines read ``"00000000.png 5"``.
+
+    Args:
+        root: the data root.
+        n_train: training images (59,001 in the real dataset).
+        n_test: test images (9,001 in the real dataset).
+        fast: digits from shifted copies of a few drawings (see :func:`write_mnist`), for the real sizes.
 
     Returns:
         Per split, images ``(N, 28, 28, 3)`` uint8 and labels 0-9.
     """
     base = Path(root) / "mnist_m"
     written = {}
+    ramp = np.linspace(0, 1, 28)[None, :, None, None]
     for split, n, seed in (("train", n_train, 7), ("test", n_test, 8)):
         folder = base / f"mnist_m_{split}"
         folder.mkdir(parents=True, exist_ok=True)
-        digits, labels = _digit_images(n, seed)
+        digits, labels = (_digit_bank if fast else _digit_images)(n, seed)
         rng = np.random.default_rng(seed)
         start, end = rng.integers(0, 256, (2, n, 1, 1, 3))
-        ramp = np.linspace(0, 1, 28)[None, :, None, None]
-        ground = start + (end - start) * ramp
-        images = np.abs(ground - digits[..., None]).round().astype(np.uint8)
+        images = np.empty((n, 28, 28, 3), dtype=np.uint8)
+        for i in range(0, n, 4096):  # in chunks: the float blend of 59,001 images would take 1 GB
+            ground = start[i:i + 4096] + (end[i:i + 4096] - start[i:i + 4096]) * ramp
+            images[i:i + 4096] = np.abs(ground - digits[i:i + 4096, ..., None]).round()
         lines = []
         for i, (image, label) in enumerate(zip(images, labels)):
-            Image.fromarray(image).save(folder / f"{i:08d}.png")
+            Image.fromarray(image).save(folder / f"{i:08d}.png", compress_level=1 if fast else 6)
             lines.append(f"{i:08d}.png {label}\n")
         (base / f"mnist_m_{split}_labels.txt").write_text("".join(lines))
         written[split] = (images, labels)
@@ -252,6 +339,28 @@ def write_all_datasets(root: str | Path) -> None:
     write_svhn(root)
     write_omniglot(root)
     write_mnistm(root)
+
+
+def write_laptop_datasets(root: str | Path) -> dict[str, dict[str, int]]:
+    """Write stand-ins of the datasets the laptop budget reads, at their real sizes and formats.
+
+    Oxford-IIIT Pet (37 breeds, 30 trainval + 15 test images each, 500x375 JPEG), MNIST (60,000 /
+    10,000), MNIST-M (59,001 / 9,001 PNGs) and Omniglot (964 / 659 characters of 20 drawings in the
+    real alphabets): the same number of files, of the same size, as the real downloads, so a run
+    on them costs what a run on the real files costs (the pixels, and so the accuracies, differ).
+
+    Args:
+        root: the data root.
+
+    Returns:
+        Images written per dataset and split (:data:`LAPTOP_SIZES`).
+    """
+    write_pets(root, breeds=PETS_BREEDS, n_trainval=30, n_test=15, size=(500, 375))
+    sizes = LAPTOP_SIZES
+    write_mnist(root, n_train=sizes["mnist"]["train"], n_test=sizes["mnist"]["test"], fast=True)
+    write_mnistm(root, n_train=sizes["mnistm"]["train"], n_test=sizes["mnistm"]["test"], fast=True)
+    write_omniglot(root, alphabets=OMNIGLOT_ALPHABETS)
+    return {name: dict(split) for name, split in sizes.items()}
 
 
 def write_weights(

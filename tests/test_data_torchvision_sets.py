@@ -213,11 +213,11 @@ def test_offline_error_names_dataset_folder_and_fix(tmp_path, offline, name):
     message = str(info.value)
     assert "\n" not in message
     assert name in message or "mnist" in message
-    assert str(tmp_path) in message and "TLH_REDUCED=1" in message
+    assert str(tmp_path) in message and "TLH_BUDGET=reduced" in message
 
 
 def test_missing_files_without_download(tmp_path):
-    with pytest.raises(DatasetUnavailableError, match="TLH_REDUCED=1"):
+    with pytest.raises(DatasetUnavailableError, match="TLH_BUDGET=reduced"):
         load_dataset("svhn", "test", root=tmp_path, download=False)
 
 

@@ -8,7 +8,8 @@ import pkgutil
 
 import tlhelpers
 
-PLOTTING = ("plot", "show_", "scatter_2d", "prediction_grid")
+PLOTTING = ("plot", "show_", "scatter_2d", "prediction_grid", "decision_chart")
+SUFFIXES = ("_diagram",)
 
 
 def _plotting_functions():
@@ -20,7 +21,8 @@ def _plotting_functions():
             if inspect.isclass(obj) and obj.__module__ == module.__name__:
                 yield from ((f"{info.name}.{name}.{m}", f) for m, f in vars(obj).items()
                             if inspect.isfunction(f) and m.startswith(PLOTTING))
-            elif inspect.isfunction(obj) and obj.__module__ == module.__name__ and name.startswith(PLOTTING):
+            elif (inspect.isfunction(obj) and obj.__module__ == module.__name__
+                  and (name.startswith(PLOTTING) or name.endswith(SUFFIXES))):
                 yield f"{info.name}.{name}", obj
 
 

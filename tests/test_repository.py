@@ -1,6 +1,7 @@
 """Repository hygiene: stripped notebooks, one repository address, notebook conventions."""
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -98,3 +99,24 @@ def test_notebook_run_times_agree_with_the_readme():
             figure = run_time(times, mode, path.name)
             assert figure in paragraph.group(0), f"{path.name}: header lacks the {mode} time {figure}"
             assert f"| {figure} |" in row, f"README's row of {path.name} lacks the {mode} time {figure}"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [(["BUDGET=laptop"], {"TLH_REDUCED": "1"}, "Budget: laptop - set by TLH_BUDGET."),
+     ([], {"TLH_REDUCED": "1"}, "Budget: reduced - set by TLH_REDUCED.")],
+)
+def test_make_lab_decides_the_budget_once_and_says_how_to_choose(args, env, expected):
+    # LAB_ARGS=--version: JupyterLab prints its version and exits instead of serving
+    run = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed-stamp", "lab", *args, "LAB_ARGS=--version"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**{k: v for k, v in os.environ.items() if k not in ("TLH_BUDGET", "TLH_REDUCED")}, **env})
+    assert run.returncode == 0, run.stderr
+    assert expected in run.stdout and "make lab BUDGET=reduced (or laptop, full)" in run.stdout
+
+
+def test_make_lab_refuses_an_unknown_budget_in_one_line():
+    run = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed-stamp", "lab", "BUDGET=tiny",
+                          "LAB_ARGS=--version"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "error: TLH_BUDGET='tiny' is not a budget" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -144,3 +144,63 @@ def test_shared_cpu_reader_gives_the_floor_no_policy_can_beat(tmp_path):
     (tmp_path / "shared_cpu_reduced.json").write_text(json.dumps(run))
     (row,) = load_results(tmp_path)
     assert "floor 1.63 (1 CPU's speed / 2 CPUs', idle" in row.ours
+
+
+def _laptop_times(folder, **extra):
+    run = {"benchmark": "notebook_times", "mode": "laptop", "cold": False, "hardware": "arm64 CPU, 8 cores",
+           "date": "2026-12-05T10:00:00+00:00", "torch": "2.5",
+           "seconds": {"01_finetuning_resnet50.ipynb": 540.0, "00_introduction.ipynb": 30.0},
+           "dates": {"01_finetuning_resnet50.ipynb": "2026-12-01T09:00:00+00:00"}, **extra}
+    (folder / "notebook_times_laptop.json").write_text(json.dumps(run))
+
+
+def test_notebook_times_reads_a_laptop_run_on_stand_ins(tmp_path):
+    from tlhelpers.course.results import notebook_times, run_time, stand_in_run
+
+    _laptop_times(tmp_path, weights="random (stand-in files at the real sizes)", accuracy="not measured")
+    times = notebook_times(tmp_path)
+    assert set(times) == {"laptop"} and stand_in_run(times, "laptop") and not stand_in_run(times, "full")
+    laptop = times["laptop"]
+    assert laptop["accuracy"] == "not measured" and laptop["hardware"] == "arm64 CPU, 8 cores"
+    # each notebook's own day (--only), the run's day where the file gives none
+    assert laptop["dates"] == {"01_finetuning_resnet50.ipynb": "2026-12-01", "00_introduction.ipynb": "2026-12-05"}
+    assert run_time(times, "laptop", "01_finetuning_resnet50.ipynb") == "9 min"
+    assert run_time(times, "laptop", "00_introduction.ipynb") == "30 s"
+    assert run_time(times, "laptop", "02_feature_extraction_vgg16.ipynb") == "not measured yet"
+    _laptop_times(tmp_path)  # an older file, or a run on the real files: ImageNet weights
+    assert not stand_in_run(notebook_times(tmp_path), "laptop")
+
+
+def test_header_gives_the_laptop_budget_between_reduced_and_full(tmp_path):
+    from tlhelpers.course.results import notebook_times
+
+    sync = _tool("sync_notebooks")
+    name = "01_finetuning_resnet50.ipynb"
+    empty = sync.run_time_paragraph(name, {})
+    assert ("reduced mode (`TLH_BUDGET=reduced`, offline, CPU): not measured yet; "
+            "laptop budget (real data and weights on a CPU): not measured yet; full mode") in empty
+    assert "TLH_REDUCED" not in empty
+    _laptop_times(tmp_path, weights="random (stand-in files at the real sizes)", accuracy="not measured")
+    paragraph = sync.run_time_paragraph(name, notebook_times(tmp_path))
+    assert ("; laptop budget (real data and weights on a CPU; timed here with random weights on stand-in files of "
+            "the real sizes): 9 min (arm64 CPU, 8 cores, 2026-12-01, with the caches of the notebooks before it); "
+            "full mode (real data and weights, GPU): not measured yet.") in paragraph
+
+
+def test_chapter_table_has_a_laptop_column(tmp_path, monkeypatch):
+    update = _tool("update_results")
+    monkeypatch.setattr(update, "RESULTS", tmp_path)
+    lines = update.chapters_markdown().splitlines()
+    assert "| laptop budget (not measured yet; accuracy not measured) |" in lines[0]
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+    _laptop_times(tmp_path, weights="random (stand-in files at the real sizes)", accuracy="not measured")
+    lines = update.chapters_markdown().splitlines()
+    header = [cell.strip() for cell in lines[0].split("|")]
+    column = header.index("laptop budget (arm64 CPU, 8 cores, 2026-12-05; random weights on stand-in files of the "
+                          "real sizes; accuracy not measured)")
+    assert header[column - 1].startswith("reduced mode") and header[column + 1].startswith("full mode")
+    rows = {line.split("](notebooks/")[1].split(")")[0]: [c.strip() for c in line.split("|")] for line in lines[2:]}
+    assert rows["01_finetuning_resnet50.ipynb"][column] == "9 min"
+    assert rows["02_feature_extraction_vgg16.ipynb"][column] == "not measured yet"
+    _laptop_times(tmp_path)  # measured on the real files with ImageNet weights: no note
+    assert "| laptop budget (arm64 CPU, 8 cores, 2026-12-05) |" in update.chapters_markdown()

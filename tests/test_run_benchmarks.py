@@ -52,7 +52,7 @@ def test_full_plan_gives_every_benchmark_the_data_root_budget_and_results_dir(tm
         assert ("--max-minutes", "7.5") in pairs and ("--results-dir", str(tmp_path)) in pairs
         assert (("--data-root", "/d") in pairs) == ("engine_overhead" not in job.args[0])
     fewshot = [j for j in jobs if "fewshot" in j.args[0]]
-    assert len(fewshot) == 8 and all(j.datasets == ("omniglot",) for j in fewshot)
+    assert len(fewshot) == 12 and all(j.datasets == ("omniglot",) for j in fewshot)  # protonet, maml, protomaml x 4
     da = {j.datasets for j in jobs if "domain_adaptation" in j.args[0]}
     assert da == {("mnist", "mnistm"), ("svhn", "mnist"), ("mnist", "usps")}
     # an extracted alphabet/character folder replaces the data root for the few-shot runs only

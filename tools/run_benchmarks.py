@@ -67,7 +67,7 @@ def plan(
                 (b + "domain_adaptation.py", "--reduced", "--seeds", "0", "1", "2")]
         # every method on the same 600 test episodes of the packaged Omniglot subset (5-way), 20-way for two
         runs += [(b + "fewshot.py", "--reduced", "--method", m, "--way", w, "--shot", s)
-                 for m in ("protonet", "maml", "fomaml", "reptile", "linear") for w in ("5", "20") for s in ("1", "5")
+                 for m in ("protonet", "maml", "fomaml", "protomaml", "reptile", "linear") for w in ("5", "20") for s in ("1", "5")
                  if w == "5" or m in ("protonet", "linear")]
         runs += [(b + "fewshot_speed.py", "--reduced")]
         runs += [(b + "shared_cpu.py", "--reduced")]  # busy processes of its own: keep it out of the others' way
@@ -84,7 +84,7 @@ def plan(
     omniglot = ("--omniglot-folder", omniglot_folder) if omniglot_folder else root
     jobs += [Job((b + "fewshot.py", "--dataset", "omniglot", "--method", m, "--way", w, "--shot", s, *omniglot, *common),
                  () if omniglot_folder else ch["4"].datasets)
-             for m in ("protonet", "maml") for w in ("5", "20") for s in ("1", "5")]
+             for m in ("protonet", "maml", "protomaml") for w in ("5", "20") for s in ("1", "5")]
     # the notebooks read every chapter's files except those only a benchmark reads
     jobs.append(Job((b + "notebook_times.py", *root, *common),
                     tuple(dict.fromkeys(d for c in ch.values() for d in c.datasets)),

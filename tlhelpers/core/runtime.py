@@ -484,3 +484,21 @@ def _threads_reason() -> str:
     if torch.get_num_threads() < cpu_quota():
         return "CPUs busy with other programs are left to them; TLH_THREADS=n to change"
     return "the machine is idle now; rerun this cell if other programs start, or TLH_THREADS=n"
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m tlhelpers.core.runtime``: print the budget this machine runs at and why (``make lab`` asks it)."""
+    import sys
+
+    del argv
+    try:
+        choice = select_budget()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{choice.name} - {choice.reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -23,9 +23,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Distance = Literal["near", "medium", "far"]
 Compute = Literal["low", "medium", "high"]
@@ -113,7 +116,7 @@ def recommend(
     )
 
 
-def decision_chart(compute: Compute = "medium") -> object:
+def decision_chart(compute: Compute = "medium") -> Figure:
     """Draw :func:`recommend` over (images per class × domain distance); return the Figure.
 
     Dashed boxes mark what chapter 5's strategy map measured (1-100 labelled images per class,
@@ -127,6 +130,8 @@ def decision_chart(compute: Compute = "medium") -> object:
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+
+    from tlhelpers.core.style import finish
 
     counts = np.unique(np.round(np.logspace(0, 4, 121)).astype(int))
     names: list[str] = []
@@ -149,6 +154,4 @@ def decision_chart(compute: Compute = "medium") -> object:
     ax.set_title(f"What to try first (compute: {compute}); no target labels at all → domain adaptation (ch. 3)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
     ax.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.38), ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return finish(fig)

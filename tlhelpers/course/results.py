@@ -229,24 +229,52 @@ def load_results(folder: str | Path) -> list[ResultRow]:
 
 
 def notebook_times(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """Measured notebook run times by mode: ``{"reduced": {"hardware": ..., "date": ..., "cold": ..., "seconds": {name: s}}}``.
+    """Measured notebook run times by budget, from ``notebook_times_<budget>.json``.
 
-    ``cold`` is True when each notebook ran from an empty data folder (``notebook_times.py --cold``).
+    Each budget (``"reduced"``, ``"laptop"``, ``"full"``) maps to ``{"hardware", "date", "cold",
+    "weights", "accuracy", "seconds": {name: s}, "dates": {name: ISO day}}``: ``cold`` is True when
+    each notebook ran from an empty data folder (``notebook_times.py --cold``); ``weights`` is
+    ``"ImageNet"``, or ``"random (stand-in files at the real sizes)"`` for a run on stand-ins
+    (``--stand-ins``), whose ``accuracy`` is ``"not measured"``; ``dates`` gives each notebook's own
+    day (``--only`` re-times some notebooks), the run's ``date`` where the file has none.
+
+    Args:
+        folder: the folder of the JSON results.
+
+    Returns:
+        The times by budget; a budget never measured is absent.
     """
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(folder).glob("notebook_times_*.json")):
         d = json.loads(path.read_text())
-        out[d["mode"]] = {"hardware": d.get("hardware", "?"), "date": str(d.get("date", ""))[:10],
-                          "cold": bool(d.get("cold", False)), "seconds": d["seconds"]}
+        date = str(d.get("date", ""))[:10]
+        weights = str(d.get("weights", "ImageNet"))
+        out[d["mode"]] = {
+            "hardware": d.get("hardware", "?"), "date": date, "cold": bool(d.get("cold", False)),
+            "weights": weights, "accuracy": str(d.get("accuracy", "not measured" if weights != "ImageNet" else "")),
+            "seconds": d["seconds"],
+            "dates": {name: str(d.get("dates", {}).get(name, date))[:10] for name in d["seconds"]},
+        }
     return out
 
 
-def run_time(times: dict[str, dict[str, Any]], mode: str, notebook: str) -> str:
-    """A notebook's measured run time in ``mode`` as text (``"36 s"``, ``"4 min"``), or ``"not measured yet"``.
+def stand_in_run(times: dict[str, dict[str, Any]], mode: str) -> bool:
+    """True when ``mode``'s times were measured with random weights on stand-in files (accuracy not measured).
 
     Args:
         times: what :func:`notebook_times` returns.
-        mode: ``"reduced"`` or ``"full"``.
+        mode: ``"reduced"``, ``"laptop"`` or ``"full"``.
+    """
+    t = times.get(mode)
+    return t is not None and t.get("weights", "ImageNet") != "ImageNet"
+
+
+def run_time(times: dict[str, dict[str, Any]], mode: str, notebook: str) -> str:
+    """A notebook's measured run time at budget ``mode`` as text (``"36 s"``, ``"4 min"``), or ``"not measured yet"``.
+
+    Args:
+        times: what :func:`notebook_times` returns.
+        mode: ``"reduced"``, ``"laptop"`` or ``"full"``.
         notebook: the notebook's file name, e.g. ``"01_finetuning_resnet50.ipynb"``.
     """
     secs = times.get(mode, {}).get("seconds", {}).get(notebook)

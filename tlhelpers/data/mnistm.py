@@ -160,7 +160,7 @@ def load_mnistm(
                 raise DatasetUnavailableError(
                     "mnistm", folder, f"neither {FOLDER}/ nor {ARCHIVE} is in {root}",
                     fix=f"put {ARCHIVE} ({URL}) or its extracted {FOLDER}/ in {root}, or allow the "
-                    "download, or set TLH_REDUCED=1 for the offline reduced mode",
+                    "download, or set TLH_BUDGET=reduced for the offline reduced budget",
                 )
             from torchvision.datasets.utils import download_url
 

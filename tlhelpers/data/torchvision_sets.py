@@ -38,7 +38,7 @@ class DatasetUnavailableError(RuntimeError):
         if fix is None:
             fix = (
                 f"connect to the internet, or put the extracted files in {folder}, "
-                "or set TLH_REDUCED=1 for the offline reduced mode"
+                "or set TLH_BUDGET=reduced for the offline reduced budget"
             )
         super().__init__(f"dataset {name!r} is not available in {folder}{why}; {fix}.")
         self.name = name

@@ -15,4 +15,6 @@ Modules:
     pairs: source/target dataset pairs by name (reduced and full mode).
     experiment: train one method on a pair with a shared budget (notebook and benchmark).
     visual: features, t-SNE and the chapter's figures.
+    few_labels: fine-tuning with a few labelled target images after adaptation (semi-supervised), and how many
+        labels the unsupervised stage saves.
 """

@@ -1,4 +1,4 @@
-"""Few-shot learning: episodic sampling, Conv-4, Prototypical Networks, MAML, Reptile, baselines.
+"""Few-shot learning: episodic sampling, Conv-4, Prototypical Networks, MAML, ProtoMAML, Reptile, baselines.
 
 Import from the submodules, e.g. ``from tlhelpers.fewshot.sampler import EpisodeSampler`` or
 ``from tlhelpers.fewshot.maml import meta_gradient``. Everything is plain PyTorch; MAML's inner

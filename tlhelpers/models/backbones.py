@@ -120,7 +120,7 @@ def _load_state(weights: WeightsEnum, reduced: bool, progress: bool) -> dict[str
     except Exception as exc:  # URLError, HTTPError, hash mismatch, truncated file
         raise WeightsUnavailableError(
             f"could not get {weights} ({type(exc).__name__}: {exc}); connect to the internet, or put "
-            f"the file at {path} (TORCH_HOME sets its folder), or run in reduced mode (TLH_REDUCED=1)."
+            f"the file at {path} (TORCH_HOME sets its folder), or run at the reduced budget (TLH_BUDGET=reduced)."
         ) from exc
 
 

@@ -205,8 +205,9 @@ def plot_gradcam(
         _imshow(axes[i, 0], shown[i])
         axes[i, 0].set_title(titles[i] if titles is not None else "image", fontsize=TILE_TITLE_SIZE)
         for j, (name, maps) in enumerate(maps_by_model.items(), start=1):
-            _imshow(axes[i, j], shown[i])
-            axes[i, j].imshow(maps[i].detach().cpu().float().numpy(), cmap="inferno", alpha=0.5, vmin=0, vmax=1)
+            # the map over a grey copy of the image: colour then means evidence, not the photo's own colours
+            axes[i, j].imshow(shown[i].mean(0).numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[i, j].imshow(maps[i].detach().cpu().float().numpy(), cmap="inferno", alpha=0.6, vmin=0, vmax=1)
             axes[i, j].set_title(f"Grad-CAM: {name}", fontsize=TILE_TITLE_SIZE)
     for ax in axes.flat:
         ax.set_xticks([])
