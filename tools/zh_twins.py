@@ -16,9 +16,9 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import copy
 import functools
+import hashlib
 import importlib.util
 import json
 import re
