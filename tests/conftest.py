@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import urllib.error
 import urllib.request
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def environment_restored():
+    """Every test gets the environment back as it was: scripts run in-process (notebook_times, build_site) set
+    TLH_BUDGET or TLH_DATA for their kernels, and a budget left behind would change every later test's mode."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

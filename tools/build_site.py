@@ -91,7 +91,7 @@ def repository_url(pyproject: str | Path = ROOT / "pyproject.toml") -> str:
 
 
 def site_url(repository: str) -> str:
-    """The site's address on GitHub Pages for ``repository`` (``https://github.com/OWNER/NAME``).
+    """The site's address on GitHub Pages for ``repository`` (a ``https://github.com/<owner>/<name>`` address).
 
     Args:
         repository: the repository's address.
@@ -104,7 +104,7 @@ def site_url(repository: str) -> str:
     """
     found = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?", repository)
     if found is None:
-        raise ValueError(f"{repository!r} is not a GitHub repository address; use https://github.com/OWNER/NAME.")
+        raise ValueError(f"{repository!r} is not a GitHub repository address; use an https://github.com/<owner>/<name> address.")
     return f"https://{found.group(1)}.github.io/{found.group(2)}/"
 
 
