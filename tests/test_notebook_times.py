@@ -54,7 +54,7 @@ def test_only_merges_into_the_budgets_json_and_keeps_the_others(nt, tmp_path, mo
     d = json.loads(out.read_text())
     assert d["seconds"] == {first: 5.0, second: 10.0, third: 20.0}
     assert d["dates"][first] == old["date"] and d["dates"][second] == d["dates"][third] == d["date"] != old["date"]
-    assert d["mode"] == "reduced" and d["weights"] == "ImageNet" and "accuracy" not in d
+    assert d["mode"] == "reduced" and d["weights"] == nt.REDUCED_WEIGHTS and "accuracy" not in d
     assert d["budget"]["notebooks_done"] == d["budget"]["notebooks_planned"] == 2
     # without --only the file is replaced: the old notebook times go
     calls.clear()

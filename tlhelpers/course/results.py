@@ -251,7 +251,7 @@ def notebook_times(folder: str | Path) -> dict[str, dict[str, Any]]:
         weights = str(d.get("weights", "ImageNet"))
         out[d["mode"]] = {
             "hardware": d.get("hardware", "?"), "date": date, "cold": bool(d.get("cold", False)),
-            "weights": weights, "accuracy": str(d.get("accuracy", "not measured" if weights != "ImageNet" else "")),
+            "weights": weights, "accuracy": str(d.get("accuracy", "not measured" if weights.startswith("random") else "")),
             "seconds": d["seconds"],
             "dates": {name: str(d.get("dates", {}).get(name, date))[:10] for name in d["seconds"]},
         }
@@ -266,7 +266,7 @@ def stand_in_run(times: dict[str, dict[str, Any]], mode: str) -> bool:
         mode: ``"reduced"``, ``"laptop"`` or ``"full"``.
     """
     t = times.get(mode)
-    return t is not None and t.get("weights", "ImageNet") != "ImageNet"
+    return t is not None and str(t.get("weights", "ImageNet")).startswith("random")
 
 
 def run_time(times: dict[str, dict[str, Any]], mode: str, notebook: str) -> str:
