@@ -155,19 +155,18 @@ def resolve_budget(requested: str | None = None) -> tuple[str, str]:
 
 
 def select_notebooks(notebooks: Sequence[Path], only: Sequence[str] | None) -> list[Path]:
-    """All of ``notebooks``, or those ``only`` names (file name or stem), in order.
+    """All of ``notebooks``, or those ``only`` names (file name or stem), in order: the choice
+    ``benchmarks/notebook_times.py --only`` makes, from the same function.
 
     Raises:
         ValueError: for a name that is no notebook, listing the notebooks.
     """
-    if not only:
-        return list(notebooks)
-    by_name = {**{p.stem: p for p in notebooks}, **{p.name: p for p in notebooks}}
-    unknown = [n for n in only if n not in by_name]
-    if unknown:
-        raise ValueError(f"--only {' '.join(unknown)}: no such notebook; pick from {', '.join(p.name for p in notebooks)}.")
-    chosen = {by_name[n] for n in only}
-    return [p for p in notebooks if p in chosen]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from notebook_times import select_notebooks as select
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return select(notebooks, only)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
